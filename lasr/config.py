@@ -1,0 +1,162 @@
+"""Typed configuration schemas (Hydra structured configs).
+
+The YAML files in ``conf/`` extend these dataclasses; Hydra validates every override
+against them at start-up, so a typo or a wrong type fails with the key's name
+(``Key 'flw' not in 'PreprocessConfig'``) instead of an hour into a run.
+
+Both entry points (``python -m preprocess`` and ``python -m lasr.optimize``) compose the
+same root config, so they take the same keys for the same things.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import List, Optional
+
+from hydra.core.config_store import ConfigStore
+
+__all__ = [
+    "Device",
+    "FlowBackend",
+    "SegmenterBackend",
+    "RaftModel",
+    "DisPreset",
+    "RaftConfig",
+    "DisConfig",
+    "ConfidenceConfig",
+    "MaskRCNNConfig",
+    "Detectron2Config",
+    "PreprocessConfig",
+    "LasrConfig",
+    "conf_dir",
+    "register_configs",
+]
+
+
+class Device(str, Enum):
+    auto = "auto"  # cuda when available, else cpu
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+class FlowBackend(str, Enum):
+    auto = "auto"  # RAFT when its weights load, else OpenCV DIS (with a warning)
+    raft = "raft"
+    dis = "dis"
+
+
+class SegmenterBackend(str, Enum):
+    auto = "auto"  # a given `masks` folder, else Mask R-CNN, else detectron2
+    maskrcnn = "maskrcnn"
+    detectron2 = "detectron2"
+
+
+class RaftModel(str, Enum):
+    large = "large"
+    small = "small"
+
+
+class DisPreset(str, Enum):
+    ultrafast = "ultrafast"
+    fast = "fast"
+    medium = "medium"
+
+
+@dataclass
+class RaftConfig:
+    model: RaftModel = RaftModel.large
+    checkpoint: Optional[str] = None  # local state dict (.pth); else torchvision's weight enum
+    iters: int = 12  # recurrent refinement iterations
+    batch_size: int = 2  # frame pairs per forward pass
+
+
+@dataclass
+class DisConfig:
+    preset: DisPreset = DisPreset.medium
+    finest_scale: Optional[int] = None  # None: the preset's (0 = full resolution)
+    patch_size: Optional[int] = None
+    patch_stride: Optional[int] = None
+    gradient_descent_iterations: Optional[int] = None
+    variational_refinement_iterations: Optional[int] = None
+
+
+@dataclass
+class ConfidenceConfig:
+    """Forward-backward consistency (Sundaram et al. 2010):
+    ``conf = exp(-|f + b(x+f)|^2 / (alpha (|f|^2 + |b(x+f)|^2) + beta))``, 0 when ``x+f``
+    leaves the image."""
+
+    alpha: float = 0.01
+    beta: float = 0.5  # px^2
+
+
+# COCO classes LASR keeps: persons and animals (torchvision's category names).
+DEFAULT_CLASSES = [
+    "person", "bird", "cat", "dog", "horse", "sheep", "cow",
+    "elephant", "bear", "zebra", "giraffe",
+]
+
+
+@dataclass
+class MaskRCNNConfig:
+    checkpoint: Optional[str] = None  # local state dict; else torchvision's weight enum
+    version: str = "v2"  # maskrcnn_resnet50_fpn_v2 ("v2") or maskrcnn_resnet50_fpn ("v1")
+    classes: List[str] = field(default_factory=lambda: list(DEFAULT_CLASSES))
+    score_threshold: float = 0.5
+    mask_threshold: float = 0.5
+
+
+@dataclass
+class Detectron2Config:
+    config_file: Optional[str] = None  # a PointRend config (.yaml)
+    checkpoint: Optional[str] = None  # its weights (.pkl / .pth)
+    score_threshold: float = 0.5
+
+
+@dataclass
+class PreprocessConfig:
+    flow: FlowBackend = FlowBackend.auto
+    segmenter: SegmenterBackend = SegmenterBackend.auto
+    start: int = 0  # first source frame
+    stride: int = 1  # keep every stride-th source frame
+    max_frames: Optional[int] = None  # keep at most this many frames
+    resolution: Optional[int] = 512  # longest side in px after resizing (never upscales); None: as is
+    raft: RaftConfig = field(default_factory=RaftConfig)
+    dis: DisConfig = field(default_factory=DisConfig)
+    confidence: ConfidenceConfig = field(default_factory=ConfidenceConfig)
+    maskrcnn: MaskRCNNConfig = field(default_factory=MaskRCNNConfig)
+    detectron2: Detectron2Config = field(default_factory=Detectron2Config)
+
+
+@dataclass
+class LasrConfig:
+    """The root config shared by ``python -m preprocess`` and ``python -m lasr.optimize``."""
+
+    video: Optional[str] = None  # a video file PyAV decodes, or a folder of frames
+    masks: Optional[str] = None  # folder of PNG masks, one per frame (nonzero = object)
+    name: Optional[str] = None  # sequence name; default: from the video's name
+    cache_dir: str = "cache"  # preprocessing cache root
+    device: Device = Device.auto
+    resume: bool = False
+    force: bool = False  # recompute the preprocessing cache even if it is up to date
+    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+
+
+def conf_dir() -> Path:
+    """The ``conf/`` folder: the checkout's when run from one, else the installed copy."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here.parent / "conf", here / "conf"):
+        if (candidate / "config.yaml").is_file():
+            return candidate
+    raise FileNotFoundError(f"no conf/config.yaml next to {here}")
+
+
+def register_configs() -> None:
+    """Register the schemas in Hydra's ConfigStore (idempotent)."""
+    cs = ConfigStore.instance()
+    cs.store(name="lasr_schema", node=LasrConfig)
+
+
+register_configs()
