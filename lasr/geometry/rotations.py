@@ -19,6 +19,8 @@ and keep the input dtype/device.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 
 __all__ = [
@@ -46,6 +48,21 @@ __all__ = [
 # Below this squared angle (theta < 1e-3 rad) the Rodrigues-type coefficients are
 # evaluated by a 3-term Taylor series (truncation error ~theta^6/5040 < 1e-21).
 _SMALL_ANGLE_SQ = 1e-6
+
+
+def _broadcast_shapes(*shapes: Sequence[int]) -> tuple[int, ...]:
+    """NumPy broadcasting of shapes (``torch.broadcast_shapes`` has a multi-second
+    first-call import cost in recent torch, so it is avoided)."""
+    n = max((len(s) for s in shapes), default=0)
+    out = [1] * n
+    for s in shapes:
+        for i, d in enumerate(s):
+            k = n - len(s) + i
+            if d != 1:
+                if out[k] not in (1, d):
+                    raise ValueError(f"shapes {shapes} are not broadcastable")
+                out[k] = d
+    return tuple(out)
 
 
 def skew(v: torch.Tensor) -> torch.Tensor:
@@ -287,7 +304,7 @@ def make_transform(rotation: torch.Tensor, translation: torch.Tensor) -> torch.T
         rotation: ``(..., 3, 3)``.
         translation: ``(..., 3)`` (broadcast against ``rotation``'s batch dims).
     """
-    batch = torch.broadcast_shapes(rotation.shape[:-2], translation.shape[:-1])
+    batch = _broadcast_shapes(rotation.shape[:-2], translation.shape[:-1])
     r = rotation.expand(*batch, 3, 3)
     t = translation.expand(*batch, 3)
     top = torch.cat([r, t[..., None]], dim=-1)
