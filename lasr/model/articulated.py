@@ -1,0 +1,295 @@
+"""Articulated shape model: rest mesh + Gaussian bones + per-frame motion.
+
+For frame ``t`` and rest vertex ``X``::
+
+    X_obj = sum_b w_b(X) G_tb X                 (LBS in the rest/object frame)
+    X_cam = R_root_t X_obj + t_root_t           (root body pose -> camera frame)
+
+with ``w`` the Gaussian skinning weights of :mod:`lasr.model.skinning` and
+``G_tb = [R_tb | p_b + t_tb - R_tb p_b]``, i.e. a rotation ``R_tb`` about the
+bone pivot ``p_b`` followed by a translation ``t_tb``.  Pivots are a
+non-learnable buffer set to the bone centers when the bones are (re)initialised
+(so moving a learnable bone center changes the skinning, not the motion).
+
+Rotations are parameterized as 6D (default, Zhou et al.) or axis-angle; all
+parameters are initialised to the identity motion, so a fresh model returns
+``R_root X + t_root`` with ``R_root = I``, ``t_root = (0, 0, init_depth)``.
+
+Camera: pinhole with focal length ``focal(frame_ids) (N,)`` (shared scalar, or
+per frame with ``per_frame_focal=True``), stored as a log for positivity; its
+units are whatever the renderer expects (e.g. NDC).
+
+Stage changes (the optimizer's job, supported here):
+
+* **more/fewer bones**: ``target = model.deform(all_frames).detach()`` ->
+  ``model.set_num_bones(k)`` -> ``model.refit_bone_transforms(target)``;
+* **remesh**: ``V2, F2 = remesh(rest, faces, n)``;
+  ``C2 = transfer_vertex_attributes(rest, faces, colors, V2)``;
+  ``model.set_rest_shape(V2, F2, C2)`` -- bones and motion are defined in space,
+  so the new vertices follow the same deformation field (no refit needed).
+
+Both replace ``nn.Parameter`` objects: rebuild the optimizer afterwards.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from lasr.geometry.rotations import (
+    axis_angle_to_matrix,
+    matrix_to_axis_angle,
+    matrix_to_rotation_6d,
+    rotation_6d_to_matrix,
+)
+
+from .skinning import (
+    DEFAULT_TEMPERATURE,
+    GaussianBones,
+    decompose_about_pivots,
+    fit_bone_transforms,
+    init_bones_from_kmeans,
+    lbs,
+    transforms_about_pivots,
+)
+
+__all__ = ["ArticulatedModel"]
+
+_ROT_DIMS = {"6d": 6, "axis_angle": 3}
+
+
+def _identity_rot_params(shape: Sequence[int], rot_param: str, dtype, device) -> torch.Tensor:
+    p = torch.zeros(*shape, _ROT_DIMS[rot_param], dtype=dtype, device=device)
+    if rot_param == "6d":
+        p[..., 0] = 1.0
+        p[..., 4] = 1.0
+    return p
+
+
+class ArticulatedModel(nn.Module):
+    """Rest shape + Gaussian bones + per-frame bone and root motion.
+
+    Args:
+        rest_verts: ``(V, 3)`` initial rest shape (e.g. an icosphere).
+        faces: ``(F, 3)`` long (buffer, not learnable).
+        num_frames: ``T``.
+        num_bones: ``B >= 1`` (bones initialised by k-means on ``rest_verts``).
+        colors: optional ``(V, 3)`` initial per-vertex colors (default 0.5 gray).
+        rot_param: ``"6d"`` or ``"axis_angle"`` for bone and root rotations.
+        focal: initial focal length; ``per_frame_focal``: one per frame.
+        init_depth: initial root translation along +z (camera looks down +z).
+        temperature: skinning softmax temperature (LASR: 10).
+        detach_skinning_input: compute skinning weights from ``rest_verts.detach()``
+            (as LASR does) so shape gradients do not flow through the weights.
+        seed: k-means seed.
+
+    Learnable parameters (shapes):
+        ``rest_verts (V, 3)``, ``colors (V, 3)``,
+        ``bones.centers (B, 3)``, ``bones.quaternions (B, 4)``, ``bones.log_precisions (B, 3)``,
+        ``bone_rot (T, B, 6|3)``, ``bone_trans (T, B, 3)``,
+        ``root_rot (T, 6|3)``, ``root_trans (T, 3)``, ``log_focal (1,) or (T,)``.
+    Buffers: ``faces (F, 3)``, ``bone_pivots (B, 3)``.
+    """
+
+    def __init__(
+        self,
+        rest_verts: torch.Tensor,
+        faces: torch.Tensor,
+        num_frames: int,
+        num_bones: int,
+        colors: torch.Tensor | None = None,
+        rot_param: str = "6d",
+        focal: float = 1.0,
+        per_frame_focal: bool = False,
+        init_depth: float = 0.0,
+        temperature: float = DEFAULT_TEMPERATURE,
+        detach_skinning_input: bool = True,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if rot_param not in _ROT_DIMS:
+            raise ValueError(f"rot_param must be one of {sorted(_ROT_DIMS)}, got {rot_param!r}")
+        if rest_verts.dim() != 2 or rest_verts.shape[1] != 3:
+            raise ValueError(f"rest_verts must be (V, 3), got {tuple(rest_verts.shape)}")
+        self.rot_param = rot_param
+        self.num_frames = int(num_frames)
+        self.temperature = float(temperature)
+        self.detach_skinning_input = bool(detach_skinning_input)
+        self.seed = int(seed)
+        dtype, device = rest_verts.dtype, rest_verts.device
+
+        self.rest_verts = nn.Parameter(rest_verts.detach().clone())
+        self.register_buffer("faces", faces.detach().to(device=device, dtype=torch.long).clone())
+        if colors is None:
+            colors = torch.full_like(rest_verts, 0.5)
+        self.colors = nn.Parameter(colors.detach().to(dtype).clone())
+
+        root = _identity_rot_params((self.num_frames,), rot_param, dtype, device)
+        self.root_rot = nn.Parameter(root)
+        root_t = torch.zeros(self.num_frames, 3, dtype=dtype, device=device)
+        root_t[:, 2] = init_depth
+        self.root_trans = nn.Parameter(root_t)
+        nfoc = self.num_frames if per_frame_focal else 1
+        self.log_focal = nn.Parameter(torch.full((nfoc,), float(focal), dtype=dtype, device=device).log())
+
+        self.set_num_bones(num_bones, seed=seed)
+
+    # ------------------------------------------------------------------ sizes
+    @property
+    def num_verts(self) -> int:
+        return int(self.rest_verts.shape[0])
+
+    @property
+    def num_bones(self) -> int:
+        return self.bones.num_bones
+
+    # ------------------------------------------------------------ conversions
+    def _rot_to_matrix(self, p: torch.Tensor) -> torch.Tensor:
+        return rotation_6d_to_matrix(p) if self.rot_param == "6d" else axis_angle_to_matrix(p)
+
+    def _matrix_to_rot(self, m: torch.Tensor) -> torch.Tensor:
+        return matrix_to_rotation_6d(m) if self.rot_param == "6d" else matrix_to_axis_angle(m)
+
+    def _frames(self, frame_ids) -> torch.Tensor:
+        if frame_ids is None:
+            return torch.arange(self.num_frames, device=self.rest_verts.device)
+        ids = torch.as_tensor(frame_ids, dtype=torch.long, device=self.rest_verts.device).reshape(-1)
+        return ids
+
+    # ------------------------------------------------------------ components
+    def skinning_weights(self, points: torch.Tensor | None = None) -> torch.Tensor:
+        """``(V, B)`` weights of ``points (V, 3)`` (default: the rest vertices,
+        detached if ``detach_skinning_input``)."""
+        if points is None:
+            points = self.rest_verts.detach() if self.detach_skinning_input else self.rest_verts
+        return self.bones(points)
+
+    def bone_transforms(self, frame_ids=None) -> torch.Tensor:
+        """``(N, B, 4, 4)`` rest-frame bone transforms ``G`` for the frames."""
+        ids = self._frames(frame_ids)
+        rot = self._rot_to_matrix(self.bone_rot[ids])  # (N, B, 3, 3)
+        return transforms_about_pivots(rot, self.bone_trans[ids], self.bone_pivots)
+
+    def root_transforms(self, frame_ids=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Root pose: ``R (N, 3, 3)``, ``t (N, 3)`` with ``X_cam = R X_obj + t``."""
+        ids = self._frames(frame_ids)
+        return self._rot_to_matrix(self.root_rot[ids]), self.root_trans[ids]
+
+    def focal(self, frame_ids=None) -> torch.Tensor:
+        """``(N,)`` focal lengths."""
+        ids = self._frames(frame_ids)
+        f = self.log_focal.exp()
+        return f[ids] if f.shape[0] > 1 else f.expand(ids.shape[0])
+
+    def deform(self, frame_ids=None, rest_verts: torch.Tensor | None = None) -> torch.Tensor:
+        """Articulated shape in the object frame (LBS only, no root).
+
+        Args:
+            frame_ids: ``(N,)`` long / list (default: all frames).
+            rest_verts: optional ``(V', 3)`` points to deform instead of the rest
+                vertices (their own skinning weights are used).
+        Returns:
+            ``(N, V, 3)``.
+        """
+        ids = self._frames(frame_ids)
+        x = self.rest_verts if rest_verts is None else rest_verts  # (V, 3)
+        w = self.skinning_weights(None if rest_verts is None else rest_verts.detach())  # (V, B)
+        g = self.bone_transforms(ids)  # (N, B, 4, 4)
+        return lbs(x, w, g)  # (N, V, 3)
+
+    def to_camera(self, verts_obj: torch.Tensor, frame_ids=None) -> torch.Tensor:
+        """Apply the root pose: ``(N, V, 3)`` object frame -> ``(N, V, 3)`` camera frame."""
+        rot, trans = self.root_transforms(frame_ids)  # (N, 3, 3), (N, 3)
+        return verts_obj @ rot.transpose(-1, -2) + trans[:, None, :]
+
+    def forward(self, frame_ids=None) -> torch.Tensor:
+        """Posed vertices in camera coordinates.
+
+        Args:
+            frame_ids: ``(N,)`` long tensor or list of frame indices (default all).
+        Returns:
+            ``(N, V, 3)`` = root_t( LBS_t(rest) ).
+        """
+        ids = self._frames(frame_ids)
+        verts_obj = self.deform(ids)  # (N, V, 3)
+        return self.to_camera(verts_obj, ids)  # (N, V, 3)
+
+    # ------------------------------------------------------------ stage changes
+    @torch.no_grad()
+    def set_num_bones(self, num_bones: int, seed: int | None = None) -> None:
+        """Re-initialise ``num_bones`` bones by k-means on the current rest shape
+        and reset all per-frame bone motion to the identity.
+
+        Use :meth:`refit_bone_transforms` afterwards to restore a previous
+        deformation.  Replaces parameters: rebuild the optimizer.
+        """
+        seed = self.seed if seed is None else int(seed)
+        dtype, device = self.rest_verts.dtype, self.rest_verts.device
+        c, q, lp = init_bones_from_kmeans(self.rest_verts.detach(), num_bones, self.temperature, seed=seed)
+        self.bones = GaussianBones(c, q, lp, self.temperature)
+        self.register_buffer("bone_pivots", c.detach().clone())
+        self.bone_rot = nn.Parameter(_identity_rot_params((self.num_frames, num_bones), self.rot_param, dtype, device))
+        self.bone_trans = nn.Parameter(torch.zeros(self.num_frames, num_bones, 3, dtype=dtype, device=device))
+
+    @torch.no_grad()
+    def refit_bone_transforms(
+        self, target_verts: torch.Tensor, frame_ids=None, space: str = "object", iters: int = 30
+    ) -> torch.Tensor:
+        """Solve the per-frame bone motion so that LBS of the current rest shape
+        (with the current skinning weights) best matches ``target_verts``.
+
+        Weighted Kabsch per bone (weights = skinning weights) followed by a
+        Gauss-Newton refinement of the joint LBS least-squares problem (see
+        :func:`lasr.model.skinning.fit_bone_transforms`).  Writes ``bone_rot`` /
+        ``bone_trans`` in place for the given frames.
+
+        Args:
+            target_verts: ``(N, V, 3)`` target positions of the rest vertices.
+            frame_ids: ``(N,)`` frames they belong to (default: all, N = T).
+            space: ``"object"`` (targets are LBS outputs, no root) or
+                ``"camera"`` (the current root pose is undone first).
+        Returns:
+            ``(N,)`` RMS vertex error of the refit per frame.
+        """
+        ids = self._frames(frame_ids)
+        y = target_verts.detach().to(self.rest_verts.dtype)
+        if y.shape != (ids.shape[0], self.num_verts, 3):
+            raise ValueError(f"target_verts must be ({ids.shape[0]}, {self.num_verts}, 3), got {tuple(y.shape)}")
+        if space == "camera":
+            rot, trans = self.root_transforms(ids)
+            y = (y - trans[:, None, :]) @ rot  # R^T (y - t)
+        elif space != "object":
+            raise ValueError(f"space must be 'object' or 'camera', got {space!r}")
+        x = self.rest_verts.detach()
+        w = self.skinning_weights(x)
+        g = fit_bone_transforms(x, w, y, iters=iters)  # (N, B, 4, 4)
+        rot, tr = decompose_about_pivots(g, self.bone_pivots)
+        self.bone_rot.data[ids] = self._matrix_to_rot(rot).to(self.bone_rot.dtype)
+        self.bone_trans.data[ids] = tr.to(self.bone_trans.dtype)
+        err = lbs(x, w, self.bone_transforms(ids)) - y
+        return err.pow(2).sum(-1).mean(-1).sqrt()
+
+    @torch.no_grad()
+    def set_rest_shape(
+        self, rest_verts: torch.Tensor, faces: torch.Tensor, colors: torch.Tensor | None = None
+    ) -> None:
+        """Replace the rest mesh (e.g. after :func:`lasr.geometry.remesh.remesh`).
+
+        Bones and per-frame motion are kept.  ``colors (V', 3)`` default to the
+        mean of the old colors.  Replaces parameters: rebuild the optimizer.
+        """
+        dtype, device = self.rest_verts.dtype, self.rest_verts.device
+        v = rest_verts.detach().to(dtype=dtype, device=device).clone()
+        if colors is None:
+            colors = self.colors.detach().mean(0, keepdim=True).expand_as(v)
+        self.rest_verts = nn.Parameter(v)
+        self.colors = nn.Parameter(colors.detach().to(dtype=dtype, device=device).clone())
+        self.faces = faces.detach().to(device=device, dtype=torch.long).clone()
+
+    def extra_repr(self) -> str:
+        return (
+            f"num_verts={self.num_verts}, num_faces={int(self.faces.shape[0])}, num_frames={self.num_frames}, "
+            f"num_bones={self.num_bones}, rot_param={self.rot_param!r}"
+        )

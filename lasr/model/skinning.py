@@ -1,0 +1,370 @@
+"""Gaussian-bone skinning and linear blend skinning (LBS), LASR style.
+
+Bones
+-----
+Bone ``b`` is a 3D Gaussian in the rest (canonical) frame with center
+``c_b (3,)``, orientation ``R_b (3, 3)`` (columns are the bone's axes,
+stored as a unit quaternion ``(w, x, y, z)``) and per-axis log-precisions
+``l_b (3,)``.  The skinning weight of a rest point ``X`` is
+
+    m_b(X) = (X - c_b)^T R_b diag(exp(l_b)) R_b^T (X - c_b)
+    w_b(X) = softmax_b( -temperature * m_b(X) )
+
+which is exactly LASR's form (``skin = (-10 * dis_norm.sum(-1)).softmax``, with
+``dis_norm = exp(log_ctl) * ((c - X) @ R)^2``): **temperature = 10** by
+default.  A Gaussian with standard deviation ``sigma`` along an axis therefore
+corresponds to ``exp(l) = 1 / (2 * temperature * sigma^2)``.
+
+Weights are positive and sum to one over bones.
+
+Transforms
+----------
+:func:`lbs` takes per-bone rigid transforms ``G (T, B, 4, 4)`` that act in the
+**rest/object frame** ("world" of the rest shape): a point rigidly attached to
+bone ``b`` moves from ``X`` to ``G_b X``.  Hence
+
+    X' = sum_b w_b(X) G_b X
+
+and identity transforms return the rest shape (bit-exactly: the residual form
+``X + sum_b w_b (G_b - I) X`` is used).  Rotations about the bone centre are
+built with :func:`transforms_about_pivots`
+(``X -> R (X - p) + p + t``), which is how :mod:`lasr.model.articulated`
+parameterizes motion.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from lasr.geometry.kmeans import kmeans
+from lasr.geometry.rotations import (
+    _broadcast_shapes,
+    make_transform,
+    normalize_quaternion,
+    quaternion_to_matrix,
+    skew,
+    axis_angle_to_matrix,
+)
+
+__all__ = [
+    "DEFAULT_TEMPERATURE",
+    "bone_mahalanobis",
+    "gaussian_skinning_weights",
+    "GaussianBones",
+    "init_bones_from_kmeans",
+    "lbs",
+    "transforms_about_pivots",
+    "decompose_about_pivots",
+    "fit_bone_transforms",
+    "weighted_kabsch",
+]
+
+DEFAULT_TEMPERATURE = 10.0
+
+
+def bone_mahalanobis(
+    points: torch.Tensor, centers: torch.Tensor, rotations: torch.Tensor, log_precisions: torch.Tensor
+) -> torch.Tensor:
+    """``m_b(X)`` for every point and bone.
+
+    Args:
+        points: ``(..., V, 3)``; centers ``(B, 3)``; rotations ``(B, 3, 3)``
+            (columns = bone axes); log_precisions ``(B, 3)``.
+    Returns:
+        ``(..., V, B)`` non-negative squared Mahalanobis distances.
+    """
+    d = points[..., :, None, :] - centers  # (..., V, B, 3)
+    local = torch.einsum("...vbi,bij->...vbj", d, rotations)  # coordinates in bone frame
+    return (local * local * log_precisions.exp()).sum(-1)
+
+
+def gaussian_skinning_weights(
+    points: torch.Tensor,
+    centers: torch.Tensor,
+    rotations: torch.Tensor,
+    log_precisions: torch.Tensor,
+    temperature: float = DEFAULT_TEMPERATURE,
+) -> torch.Tensor:
+    """LASR skinning weights ``softmax_b(-temperature * m_b(X))``.
+
+    Args:
+        points: ``(..., V, 3)``; centers ``(B, 3)``; rotations ``(B, 3, 3)``;
+            log_precisions ``(B, 3)``.
+    Returns:
+        ``(..., V, B)`` weights, positive, summing to 1 over ``B``.
+    """
+    m = bone_mahalanobis(points, centers, rotations, log_precisions)
+    return torch.softmax(-temperature * m, dim=-1)
+
+
+def init_bones_from_kmeans(
+    rest_verts: torch.Tensor,
+    num_bones: int,
+    temperature: float = DEFAULT_TEMPERATURE,
+    seed: int = 0,
+    iters: int = 50,
+    min_std_ratio: float = 0.3,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Initial Gaussian bones from a k-means clustering of the rest vertices.
+
+    * centers = k-means centers of ``rest_verts``;
+    * orientations = identity (quaternion ``(1, 0, 0, 0)``);
+    * log-precisions from each cluster's per-axis standard deviation
+      ``sigma_bk`` so that ``exp(-temperature * m_b)`` matches
+      ``exp(-d^2 / (2 sigma^2))``: ``l_bk = -log(2 * temperature * sigma_bk^2)``.
+      Each ``sigma_bk`` is floored at ``min_std_ratio`` times the cluster's
+      largest one (flat clusters would otherwise get huge precisions).
+
+    Args:
+        rest_verts: ``(V, 3)``; num_bones: ``B >= 1`` (``<=`` #distinct vertices).
+    Returns:
+        ``centers (B, 3)``, ``quaternions (B, 4)``, ``log_precisions (B, 3)``,
+        all with the dtype/device of ``rest_verts``, detached.
+    """
+    x = rest_verts.detach()
+    centers, labels = kmeans(x, num_bones, iters=iters, seed=seed)
+    counts = torch.bincount(labels, minlength=num_bones).to(x.dtype).clamp_min(1)
+    var = torch.zeros_like(centers).index_add_(0, labels, (x - centers[labels]) ** 2) / counts[:, None]
+    std = var.sqrt()
+    # global floor for single-vertex clusters: a fraction of the mean nearest-center spacing
+    if num_bones > 1:
+        dc = torch.cdist(centers, centers) + torch.eye(num_bones, dtype=x.dtype, device=x.device) * 1e30
+        fallback = 0.5 * dc.min(1).values
+    else:
+        fallback = (x - centers).norm(dim=-1).mean().expand(1)
+    fallback = fallback.clamp_min(1e-6)
+    smax = torch.maximum(std.max(1).values, fallback * (std.max(1).values <= 0))
+    std = torch.maximum(std, (min_std_ratio * smax)[:, None])
+    log_prec = -torch.log(2.0 * temperature * std * std)
+    quats = torch.zeros(num_bones, 4, dtype=x.dtype, device=x.device)
+    quats[:, 0] = 1.0
+    return centers, quats, log_prec
+
+
+class GaussianBones(nn.Module):
+    """A set of ``B`` learnable Gaussian bones.
+
+    Parameters: ``centers (B, 3)``, ``quaternions (B, 4)`` (wxyz, normalized
+    when used), ``log_precisions (B, 3)``.  ``temperature`` is a fixed float.
+    """
+
+    def __init__(
+        self,
+        centers: torch.Tensor,
+        quaternions: torch.Tensor | None = None,
+        log_precisions: torch.Tensor | None = None,
+        temperature: float = DEFAULT_TEMPERATURE,
+    ) -> None:
+        super().__init__()
+        b = centers.shape[0]
+        if quaternions is None:
+            quaternions = torch.zeros(b, 4, dtype=centers.dtype, device=centers.device)
+            quaternions[:, 0] = 1.0
+        if log_precisions is None:
+            log_precisions = torch.zeros(b, 3, dtype=centers.dtype, device=centers.device)
+        self.centers = nn.Parameter(centers.detach().clone())
+        self.quaternions = nn.Parameter(quaternions.detach().clone())
+        self.log_precisions = nn.Parameter(log_precisions.detach().clone())
+        self.temperature = float(temperature)
+
+    @classmethod
+    def from_kmeans(
+        cls, rest_verts: torch.Tensor, num_bones: int, temperature: float = DEFAULT_TEMPERATURE, seed: int = 0
+    ) -> "GaussianBones":
+        """Bones initialised with :func:`init_bones_from_kmeans`."""
+        c, q, lp = init_bones_from_kmeans(rest_verts, num_bones, temperature=temperature, seed=seed)
+        return cls(c, q, lp, temperature)
+
+    @property
+    def num_bones(self) -> int:
+        return int(self.centers.shape[0])
+
+    def rotations(self) -> torch.Tensor:
+        """``(B, 3, 3)`` bone orientations (columns = bone axes)."""
+        return quaternion_to_matrix(normalize_quaternion(self.quaternions))
+
+    def forward(self, points: torch.Tensor) -> torch.Tensor:
+        """Skinning weights ``(..., V, B)`` for ``points (..., V, 3)``."""
+        return gaussian_skinning_weights(
+            points, self.centers, self.rotations(), self.log_precisions, self.temperature
+        )
+
+    weights = forward
+
+    def extra_repr(self) -> str:
+        return f"num_bones={self.num_bones}, temperature={self.temperature}"
+
+
+def lbs(points: torch.Tensor, weights: torch.Tensor, transforms: torch.Tensor) -> torch.Tensor:
+    """Linear blend skinning in the rest frame: ``X' = sum_b w_b G_b X``.
+
+    Evaluated as ``X + sum_b w_b ((R_b - I) X + t_b)`` (identical for weights
+    summing to 1) so that identity transforms return ``points`` bit-exactly.
+
+    Args:
+        points: ``(V, 3)`` or ``(T, V, 3)`` rest positions.
+        weights: ``(V, B)`` or ``(T, V, B)`` skinning weights (rows sum to 1).
+        transforms: ``(T, B, 4, 4)`` rigid bone transforms acting in the rest frame.
+    Returns:
+        ``(T, V, 3)`` deformed positions.
+    """
+    if transforms.dim() != 4 or transforms.shape[-2:] != (4, 4):
+        raise ValueError(f"transforms must be (T, B, 4, 4), got {tuple(transforms.shape)}")
+    rot = transforms[..., :3, :3]
+    trans = transforms[..., :3, 3]
+    eye = torch.eye(3, dtype=rot.dtype, device=rot.device)
+    a = (rot - eye).flatten(-2)  # (T, B, 9)
+    if weights.dim() == 2:
+        blend_a = torch.einsum("vb,tbk->tvk", weights, a)  # (T, V, 9)
+        blend_t = torch.einsum("vb,tbk->tvk", weights, trans)  # (T, V, 3)
+    else:
+        blend_a = torch.einsum("tvb,tbk->tvk", weights, a)
+        blend_t = torch.einsum("tvb,tbk->tvk", weights, trans)
+    blend_a = blend_a.unflatten(-1, (3, 3))
+    x = points if points.dim() == 3 else points.unsqueeze(0)
+    return x + torch.einsum("tvij,tvj->tvi", blend_a, x.expand_as(blend_t)) + blend_t
+
+
+def transforms_about_pivots(rotations: torch.Tensor, translations: torch.Tensor, pivots: torch.Tensor) -> torch.Tensor:
+    """Rigid transforms rotating about per-bone pivots: ``X -> R (X - p) + p + t``.
+
+    Args:
+        rotations: ``(..., B, 3, 3)``; translations ``(..., B, 3)``; pivots ``(B, 3)``.
+    Returns:
+        ``(..., B, 4, 4)`` rest-frame transforms for :func:`lbs`.  Identity
+        rotation and zero translation give exactly the identity.
+    """
+    p = pivots.to(rotations.dtype)
+    t = p + translations - torch.einsum("...ij,...j->...i", rotations, p.expand_as(translations))
+    return make_transform(rotations, t)
+
+
+def decompose_about_pivots(transforms: torch.Tensor, pivots: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inverse of :func:`transforms_about_pivots`: ``(R (..., B, 3, 3), t (..., B, 3))``."""
+    rot = transforms[..., :3, :3]
+    p = pivots.to(rot.dtype)
+    t = transforms[..., :3, 3] - p + torch.einsum("...ij,...j->...i", rot, p.expand_as(transforms[..., :3, 3]))
+    return rot, t
+
+
+def weighted_kabsch(
+    src: torch.Tensor, dst: torch.Tensor, weights: torch.Tensor, eps: float = 1e-12
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weighted rigid Procrustes ``argmin_{R,t} sum_v w_v |R src_v + t - dst_v|^2``.
+
+    Args:
+        src: ``(..., V, 3)``; dst ``(..., V, 3)``; weights ``(..., V)`` >= 0
+            (all broadcast against each other over leading dims).
+    Returns:
+        ``R (..., 3, 3)`` with det +1 and ``t (..., 3)``.
+    """
+    batch = _broadcast_shapes(src.shape[:-2], dst.shape[:-2], weights.shape[:-1])
+    src = src.expand(*batch, *src.shape[-2:])
+    dst = dst.expand(*batch, *dst.shape[-2:])
+    w = weights.expand(*batch, weights.shape[-1])[..., None]
+    wsum = w.sum(-2).clamp_min(eps)
+    mu_s = (w * src).sum(-2) / wsum
+    mu_d = (w * dst).sum(-2) / wsum
+    h = ((src - mu_s[..., None, :]) * w).transpose(-1, -2) @ (dst - mu_d[..., None, :])  # (..., 3, 3)
+    u, _, vh = torch.linalg.svd(h)
+    d = torch.sign(torch.linalg.det(vh.transpose(-1, -2) @ u.transpose(-1, -2)))
+    d = torch.where(d == 0, torch.ones_like(d), d)
+    diag = torch.ones(*batch, 3, dtype=src.dtype, device=src.device)
+    diag[..., 2] = d
+    rot = vh.transpose(-1, -2) @ (diag[..., None] * u.transpose(-1, -2))
+    t = mu_d - (rot @ mu_s[..., None])[..., 0]
+    return rot, t
+
+
+@torch.no_grad()
+def fit_bone_transforms(
+    rest: torch.Tensor,
+    weights: torch.Tensor,
+    target: torch.Tensor,
+    iters: int = 30,
+    damping: float = 1e-6,
+    tol: float = 1e-12,
+    init: torch.Tensor | None = None,
+    min_bone_weight: float = 1e-6,
+    max_jacobian_elems: int = 2**25,
+) -> torch.Tensor:
+    """Per-frame rigid bone transforms so that ``lbs(rest, weights, G) ~= target``.
+
+    1. initial guess per bone and frame: weighted Kabsch between ``rest`` and
+       ``target`` with the bone's skinning weights (exact when weights are hard);
+    2. refinement: damped Gauss-Newton (Levenberg-Marquardt) on the full LBS
+       least-squares objective over all bones jointly, parameterizing updates as
+       ``R <- exp(omega) R``, ``t <- t + delta`` -- exact recovery when the
+       target was generated by LBS with the same weights.
+
+    Computed in float64 internally; no gradient.
+
+    Args:
+        rest: ``(V, 3)`` rest positions; weights ``(V, B)`` skinning weights.
+        target: ``(T, V, 3)`` deformed positions in the rest frame (no root).
+        iters: maximum Gauss-Newton iterations.
+        init: optional ``(T, B, 4, 4)`` starting transforms (skips Kabsch).
+        min_bone_weight: bones whose total weight is below this are initialised
+            to the identity (their transform is unobservable).
+        max_jacobian_elems: frame-chunking bound for the Jacobian's memory.
+    Returns:
+        ``(T, B, 4, 4)`` transforms (dtype/device of ``target``).
+    """
+    out_dtype = target.dtype
+    x = rest.detach().double()
+    w = weights.detach().double()
+    y = target.detach().double()
+    t_frames, nv, _ = y.shape
+    nb = w.shape[1]
+    eye = torch.eye(3, dtype=x.dtype, device=x.device)
+
+    if init is None:
+        rot, tr = weighted_kabsch(x[None, None], y[:, None], w.T[None])  # (T, B, 3, 3), (T, B, 3)
+        weak = w.sum(0) < min_bone_weight
+        if weak.any():
+            rot[:, weak] = eye
+            tr[:, weak] = 0.0
+    else:
+        rot = init[..., :3, :3].detach().double().clone()
+        tr = init[..., :3, 3].detach().double().clone()
+
+    chunk = max(1, int(max_jacobian_elems // max(1, nv * 3 * nb * 6)))
+
+    def residual(r_, t_, y_):
+        return (lbs(x, w, make_transform(r_, t_)) - y_).reshape(y_.shape[0], -1)
+
+    for s in range(0, t_frames, chunk):
+        r_c, t_c, y_c = rot[s : s + chunk], tr[s : s + chunk], y[s : s + chunk]
+        tc = y_c.shape[0]
+        mu = torch.full((tc, 1), damping, dtype=x.dtype, device=x.device)  # LM damping (relative)
+        res = residual(r_c, t_c, y_c)
+        cost = (res * res).sum(-1)
+        for _ in range(iters):
+            rx = torch.einsum("tbij,vj->tvbi", r_c, x)  # R_b x_v
+            j_rot = -w[None, :, :, None, None] * skew(rx)  # (tc, V, B, 3, 3): d y_v / d omega_b
+            j_tr = (w[None, :, :, None, None] * eye).expand_as(j_rot)  # d y_v / d t_b
+            jac = torch.cat([j_rot, j_tr], dim=-1)  # (tc, V, B, 3, 6)
+            jac = jac.permute(0, 1, 3, 2, 4).reshape(tc, nv * 3, nb * 6)
+            jtj = jac.transpose(1, 2) @ jac
+            jtr = jac.transpose(1, 2) @ res[..., None]
+            diag = jtj.diagonal(dim1=1, dim2=2)
+            lam = mu * diag.amax(-1, keepdim=True) + 1e-30
+            step = -torch.linalg.solve(jtj + torch.diag_embed(lam.expand_as(diag)), jtr)[..., 0]
+            step = step.reshape(tc, nb, 6)
+            r_new = axis_angle_to_matrix(step[..., :3]) @ r_c
+            t_new = t_c + step[..., 3:]
+            res_new = residual(r_new, t_new, y_c)
+            cost_new = (res_new * res_new).sum(-1)
+            accept = cost_new <= cost
+            a4 = accept[:, None, None, None]
+            r_c = torch.where(a4, r_new, r_c)
+            t_c = torch.where(accept[:, None, None], t_new, t_c)
+            res = torch.where(accept[:, None], res_new, res)
+            improvement = torch.where(accept, cost - cost_new, torch.zeros_like(cost))
+            cost = torch.where(accept, cost_new, cost)
+            mu = torch.where(accept[:, None], mu / 3.0, mu * 10.0).clamp(1e-15, 1e8)
+            if bool(accept.all()) and float(improvement.max()) <= tol * (1.0 + float(cost.max())):
+                break
+        rot[s : s + chunk], tr[s : s + chunk] = r_c, t_c
+    return make_transform(rot, tr).to(out_dtype)

@@ -1,0 +1,88 @@
+import pytest
+import torch
+
+from lasr.geometry.kmeans import kmeans
+from lasr.geometry.mesh import icosphere
+from lasr.geometry.symmetry import mirror_index, reflect, symmetrize, symmetry_loss
+
+
+def _clusters(seed=0, per=60, dim=3):
+    g = torch.Generator().manual_seed(seed)
+    true_c = torch.tensor([[0.0, 0, 0], [10, 0, 0], [0, 10, 0], [0, 0, 10], [10, 10, 10]])[:, :dim]
+    pts = torch.cat([c + 0.5 * torch.randn(per, dim, generator=g) for c in true_c])
+    labels = torch.arange(len(true_c)).repeat_interleave(per)
+    perm = torch.randperm(len(pts), generator=g)
+    return pts[perm], labels[perm], true_c
+
+
+def test_kmeans_recovers_separated_clusters():
+    pts, true_labels, true_c = _clusters()
+    centers, labels = kmeans(pts, 5, iters=50, seed=0)
+    assert centers.shape == (5, 3) and labels.shape == (len(pts),) and labels.dtype == torch.long
+    # each true center matched by exactly one found center
+    d = torch.cdist(true_c, centers)
+    match = d.argmin(1)
+    assert len(set(match.tolist())) == 5 and d.min(1).values.max() < 0.3
+    # partition identical up to relabelling
+    assert torch.equal(match[true_labels], labels)
+    # labels are nearest-center assignments
+    assert torch.equal(torch.cdist(pts, centers).argmin(1), labels)
+
+
+def test_kmeans_deterministic_by_seed():
+    g = torch.Generator().manual_seed(3)
+    pts = torch.rand(500, 2, generator=g)
+    c1, l1 = kmeans(pts, 7, seed=5)
+    c2, l2 = kmeans(pts, 7, seed=5)
+    assert torch.equal(c1, c2) and torch.equal(l1, l2)
+    c3, _ = kmeans(pts, 7, seed=6)
+    assert not torch.equal(c1, c3)  # different init on a structureless set
+
+
+def test_kmeans_edge_cases():
+    pts = torch.tensor([[0.0, 0.0], [0.0, 0.0], [1.0, 1.0], [1.0, 1.0], [2.0, 0.0]])
+    centers, labels = kmeans(pts, 3)
+    assert torch.allclose(centers[labels], pts)  # k == #unique -> each distinct point is a center
+    with pytest.raises(ValueError, match="distinct"):
+        kmeans(pts, 4)
+    with pytest.raises(ValueError):
+        kmeans(pts, 0)
+    c1, l1 = kmeans(pts, 1)
+    assert torch.allclose(c1[0], pts.mean(0)) and (l1 == 0).all()
+
+
+def test_mirror_index_on_icosphere():
+    v, _ = icosphere(3)
+    m = mirror_index(v)
+    assert m.shape == (len(v),) and m.dtype == torch.long
+    assert torch.equal(m[m], torch.arange(len(v)))
+    assert torch.allclose(reflect(v)[torch.arange(len(v))], v[m], atol=1e-6)
+    on_plane = v[:, 0].abs() < 1e-9
+    assert on_plane.any() and torch.equal(m[on_plane], torch.nonzero(on_plane).flatten())
+    # other axes work too
+    my = mirror_index(v, axis=1)
+    assert torch.allclose(reflect(v, 1), v[my], atol=1e-6)
+
+
+def test_mirror_index_rejects_asymmetric():
+    v, _ = icosphere(2)
+    v = v.clone()
+    v[0, 0] += 0.1
+    with pytest.raises(ValueError):
+        mirror_index(v)
+
+
+def test_symmetrize():
+    v, _ = icosphere(2, dtype=torch.float64)
+    m = mirror_index(v)
+    g = torch.Generator().manual_seed(0)
+    noisy = v + 0.05 * torch.randn(v.shape, generator=g, dtype=torch.float64)
+    assert symmetry_loss(noisy, m) > 1e-4
+    s = symmetrize(noisy, m)
+    assert symmetry_loss(s, m) < 1e-28
+    assert torch.allclose(symmetrize(s, m), s)  # projection is idempotent
+    assert torch.allclose(s[v[:, 0].abs() < 1e-12, 0], torch.zeros(1, dtype=torch.float64))
+    assert torch.allclose(symmetrize(v, m), v)
+    # batched
+    sb = symmetrize(torch.stack([noisy, noisy]), m)
+    assert torch.allclose(sb[1], s)
