@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import List, Optional
+from typing import Dict, List, Optional
 
 from hydra.core.config_store import ConfigStore
 
@@ -29,6 +29,10 @@ __all__ = [
     "MaskRCNNConfig",
     "Detectron2Config",
     "PreprocessConfig",
+    "LossWeights",
+    "StageConfig",
+    "ModelConfig",
+    "TrainConfig",
     "LasrConfig",
     "conf_dir",
     "register_configs",
@@ -131,6 +135,68 @@ class PreprocessConfig:
 
 
 @dataclass
+class LossWeights:
+    """Weight of each loss term (0 switches a term off). See :mod:`lasr.losses`."""
+
+    silhouette: float = 1.0
+    flow: float = 0.5
+    color: float = 0.0
+    laplacian: float = 0.5
+    symmetry: float = 0.0
+    deformation: float = 0.02
+    edge: float = 0.1
+    camera_smooth: float = 0.05
+    bones_inside: float = 0.1
+
+
+# Parameter groups a stage can train (see lasr.trainer.PARAM_GROUPS).
+ALL_GROUPS = ["shape", "color", "root", "bones", "motion", "focal"]
+
+
+@dataclass
+class StageConfig:
+    """One stage of a schedule. A schedule (``conf/stages/NAME.yaml``) is an ordered
+    mapping ``stage name -> StageConfig``, so a sweep can override ``stages.NAME.iters``."""
+
+    iters: int = 200  # optimizer steps
+    resolution: int = 64  # crop side (px) the stage renders at
+    batch_size: int = 8  # frames per step
+    num_bones: int = 0  # 0: rigid (no articulation)
+    num_faces: Optional[int] = None  # remesh to about this many faces at the start; None: keep
+    hypotheses: int = 1  # root-rotation hypotheses tried at the start (LASR: 16)
+    hypothesis_iters: int = 50  # steps each hypothesis runs before the best is kept
+    symmetric: bool = False  # use the symmetry loss (mirror about the rest shape's x = 0)
+    train: List[str] = field(default_factory=lambda: list(ALL_GROUPS))
+    lr: float = 0.01
+    sigma: float = 1.0  # SoftRas sharpness in px^2 at this stage's resolution
+    faces_per_pixel: int = 8
+    weights: LossWeights = field(default_factory=LossWeights)
+
+
+@dataclass
+class ModelConfig:
+    subdivisions: int = 3  # icosphere level: 3 -> 642 vertices / 1280 faces
+    focal: float = 1.0  # initial focal length in units of the longer image side
+    per_frame_focal: bool = False
+    rot_param: str = "6d"  # 6d | axis_angle
+    skinning_temperature: float = 10.0
+    crop_scale: float = 1.2  # crop side = crop_scale x the mask's bounding box
+    lr_scale: Dict[str, float] = field(default_factory=lambda: {
+        "shape": 1.0, "color": 1.0, "root": 1.0, "bones": 0.5, "motion": 1.0, "focal": 0.2})
+
+
+@dataclass
+class TrainConfig:
+    seed: int = 0
+    log_every: int = 10  # scalars
+    image_every: int = 100  # image panels
+    checkpoint_every: int = 200
+    max_steps_per_stage: Optional[int] = None  # cap every stage (tests, smoke runs)
+    eval_resolution: Optional[int] = None  # full-frame render for metrics; None: processing size
+    progress: bool = True
+
+
+@dataclass
 class LasrConfig:
     """The root config shared by ``python -m preprocess`` and ``python -m lasr.optimize``."""
 
@@ -142,6 +208,9 @@ class LasrConfig:
     resume: bool = False
     force: bool = False  # recompute the preprocessing cache even if it is up to date
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+    stages: Dict[str, StageConfig] = field(default_factory=dict)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
 
 
 def conf_dir() -> Path:

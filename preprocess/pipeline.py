@@ -66,6 +66,19 @@ def _value(x):
     return getattr(x, "value", x)
 
 
+def _plain(node) -> dict:
+    """A config node (DictConfig or dataclass) as a plain dict of JSON-able values."""
+    from dataclasses import asdict, is_dataclass
+
+    from omegaconf import DictConfig, OmegaConf
+
+    if isinstance(node, DictConfig):
+        return OmegaConf.to_container(node, resolve=True, enum_to_str=True)
+    if is_dataclass(node):
+        return {k: _value(v) for k, v in asdict(node).items()}
+    return dict(node)
+
+
 def sequence_dir(cfg: LasrConfig) -> Path:
     name = cfg.name or default_name(cfg.video)
     return Path(cfg.cache_dir).expanduser() / name
@@ -103,7 +116,7 @@ def _flow_candidates(cfg: LasrConfig, device: torch.device) -> list[_Candidate]:
     )
     dis = _Candidate(
         "dis",
-        {"backend": "dis", **{k: _value(v) for k, v in vars(p.dis).items()}, "confidence": conf},
+        {"backend": "dis", **_plain(p.dis), "confidence": conf},
         lambda: flowmod.DISFlow(p.dis),
     )
     return {"auto": [raft, dis], "raft": [raft], "dis": [dis]}[_value(p.flow)]

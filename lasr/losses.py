@@ -1,0 +1,113 @@
+"""Loss terms of the fit: pure functions of tensors, each returning a scalar.
+
+Image terms are means over pixels (resolution-independent); flow is compared in
+units of the crop's half-size (NDC, as LASR), so weights carry over between stages
+of different resolution. The weighted sum lives in :func:`total_loss`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = [
+    "silhouette_loss",
+    "flow_loss",
+    "color_loss",
+    "deformation_loss",
+    "edge_loss",
+    "camera_smoothness",
+    "bones_inside_loss",
+    "mask_iou",
+    "total_loss",
+]
+
+
+def silhouette_loss(pred: Tensor, obs: Tensor, valid: Tensor) -> Tensor:
+    """Mean squared error between (B,H,W) silhouettes where ``valid`` (B,H,W) > 0."""
+    w = valid
+    return ((pred - obs).square() * w).sum() / w.sum().clamp_min(1.0)
+
+
+def flow_loss(pred: Tensor, obs: Tensor, weight: Tensor, res: int) -> Tensor:
+    """Weighted mean end-point error in NDC units (px / (res/2)).
+
+    Args:
+        pred, obs: (B,H,W,2) flow in crop pixels.
+        weight: (B,H,W) >= 0, e.g. confidence x observed mask x rendered coverage.
+    """
+    epe = (pred - obs).square().sum(-1).add(1e-8).sqrt() / (res / 2)
+    return (epe * weight).sum() / weight.sum().clamp_min(1.0)
+
+
+def color_loss(pred: Tensor, obs: Tensor, weight: Tensor) -> Tensor:
+    """Weighted mean L1 between (B,H,W,3) colors, weight (B,H,W)."""
+    return ((pred - obs).abs().mean(-1) * weight).sum() / weight.sum().clamp_min(1.0)
+
+
+def deformation_loss(deformed: Tensor, rest: Tensor, scale: float) -> Tensor:
+    """Least deformation: mean squared displacement of (N,V,3) articulated vertices from
+    the (V,3) rest shape, in units of ``scale`` (e.g. the rest shape's RMS radius)."""
+    return (deformed - rest).square().sum(-1).mean() / (scale * scale)
+
+
+def edge_loss(verts_a: Tensor, verts_b: Tensor, edges: Tensor) -> Tensor:
+    """Edge-length preservation between two poses (N,V,3) of one mesh, relative to the
+    mean edge length: ``mean |l_a - l_b| / mean(l_a)``."""
+    la = (verts_a[:, edges[:, 0]] - verts_a[:, edges[:, 1]]).norm(dim=-1)
+    lb = (verts_b[:, edges[:, 0]] - verts_b[:, edges[:, 1]]).norm(dim=-1)
+    return (la - lb).abs().mean() / la.detach().mean().clamp_min(1e-8)
+
+
+def camera_smoothness(rot: Tensor, trans: Tensor, scale: float) -> Tensor:
+    """Consecutive root poses should agree: rot (T,3,3), trans (T,3).
+
+    ``mean ||R_t - R_{t+1}||_F^2 + mean ||t_t - t_{t+1}||^2 / scale^2``.
+    """
+    if rot.shape[0] < 2:
+        return rot.new_zeros(())
+    dr = (rot[1:] - rot[:-1]).square().sum((-1, -2)).mean()
+    dt = (trans[1:] - trans[:-1]).square().sum(-1).mean() / (scale * scale)
+    return dr + dt
+
+
+def bones_inside_loss(points_uv: Tensor, dist_map: Tensor) -> Tensor:
+    """Bones kept inside the silhouette.
+
+    Args:
+        points_uv: (B,J,2) projected bone centres in crop pixels.
+        dist_map: (B,H,W) distance to the observed mask, in units of the crop size
+            (0 inside the mask).
+    Returns:
+        mean distance outside the mask, sampled bilinearly (differentiable in uv).
+    """
+    B, H, W = dist_map.shape
+    grid = torch.stack([(points_uv[..., 0] + 0.5) / W * 2 - 1, (points_uv[..., 1] + 0.5) / H * 2 - 1], -1)
+    d = F.grid_sample(dist_map[:, None], grid[:, :, None, :], mode="bilinear", padding_mode="border",
+                      align_corners=False)
+    return d.mean()
+
+
+def mask_iou(pred: Tensor, obs: Tensor, valid: Tensor | None = None) -> Tensor:
+    """Per-image IoU (B,) of hard masks ``pred > 0.5`` vs ``obs > 0.5``."""
+    p, o = pred > 0.5, obs > 0.5
+    if valid is not None:
+        p, o = p & (valid > 0.5), o & (valid > 0.5)
+    inter = (p & o).flatten(1).sum(1).float()
+    union = (p | o).flatten(1).sum(1).float()
+    return torch.where(union > 0, inter / union.clamp_min(1), torch.ones_like(union))
+
+
+def total_loss(terms: dict[str, Tensor], weights) -> Tensor:
+    """Σ weight·term over the terms present; ``weights`` is a dataclass/DictConfig of floats."""
+    total = None
+    for name, value in terms.items():
+        w = float(getattr(weights, name))
+        if w != 0.0:
+            total = w * value if total is None else total + w * value
+    if total is None:
+        raise ValueError("all loss weights are zero")
+    return total
