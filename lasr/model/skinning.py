@@ -277,6 +277,54 @@ def weighted_kabsch(
     return rot, t
 
 
+def _lbs_normal_equations(
+    x: torch.Tensor, w: torch.Tensor, rot: torch.Tensor, res: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gauss-Newton normal equations ``J^T J``, ``J^T r`` of the LBS residual
+    w.r.t. per-bone updates ``(omega_b, delta_b)`` (``R_b <- exp(omega_b) R_b``,
+    ``t_b <- t_b + delta_b``), assembled in closed form with matmuls instead of
+    materializing the ``(3V, 6B)`` Jacobian.
+
+    With ``p_vb = R_b x_v`` the Jacobian blocks are
+    ``J_vb = w_vb [ -[p_vb]_x | I ]``, hence (``ww = w_vb w_vc``)::
+
+        rot-rot   sum_v ww ((p_vb . p_vc) I - p_vc p_vb^T)
+        rot-tr    skew(sum_v ww p_vb)          tr-rot = its transpose
+        tr-tr     sum_v ww I
+        J^T r     [sum_v w_vb p_vb x r_v ; sum_v w_vb r_v]
+
+    Args:
+        x: ``(V, 3)``; w ``(V, B)``; rot ``(T, B, 3, 3)``; res ``(T, V, 3)``.
+    Returns:
+        ``jtj (T, 6B, 6B)`` and ``jtr (T, 6B, 1)`` (per bone: 3 rot then 3 trans).
+    """
+    t, nv, nb = rot.shape[0], x.shape[0], w.shape[1]
+    p = torch.einsum("tbij,vj->tvbi", rot, x)  # (T, V, B, 3)
+    wp = w[None, :, :, None] * p  # (T, V, B, 3)
+    wp_b = wp.permute(0, 2, 1, 3).reshape(t, nb, nv * 3)
+    dots = wp_b @ wp_b.transpose(1, 2)  # (T, B, B): sum_v ww p_b . p_c
+    wpv = wp.permute(0, 2, 3, 1).reshape(t, nb * 3, nv)  # (T, 3B, V)
+    outer = (wpv @ wpv.transpose(1, 2)).reshape(t, nb, 3, nb, 3)  # [b,i,c,j] = sum ww p_bi p_cj
+    cross = (wpv @ w).reshape(t, nb, 3, nb).permute(0, 1, 3, 2)  # [b,c,:] = sum_v ww p_vb
+    ww = w.T @ w  # (B, B)
+    eye = torch.eye(3, dtype=x.dtype, device=x.device)
+    # a_rr[b, i, c, j] = dots[b, c] d_ij - outer[c, i, b, j]
+    a_rr = dots[:, :, None, :, None] * eye[None, None, :, None, :] - outer.permute(0, 3, 2, 1, 4)
+    a_rt = skew(cross).permute(0, 1, 3, 2, 4)  # (T, B, 3, B, 3): [b, i, c, j] = skew(cross[b, c])_ij
+    a_tr = a_rt.permute(0, 3, 4, 1, 2)  # transpose of the (b,i),(c,j) block matrix
+    a_tt = (ww[:, None, :, None] * eye[None, :, None, :]).expand(t, nb, 3, nb, 3)
+    top = torch.cat([a_rr, a_rt], dim=-1)  # (T, B, 3, B, 6)
+    bottom = torch.cat([a_tr, a_tt], dim=-1)
+    jtj = torch.cat([top, bottom], dim=2).reshape(t, nb * 6, nb * 6)
+    # sum_v w_vb (R_b x_v) x r_v = vee(N - N^T) with N = R_b M_b^T, M_b = sum_v w_vb r_v x_v^T
+    m = torch.einsum("vb,tvi,vj->tbij", w, res, x)
+    n = rot @ m.transpose(-1, -2)
+    g_rot = torch.stack([n[..., 1, 2] - n[..., 2, 1], n[..., 2, 0] - n[..., 0, 2], n[..., 0, 1] - n[..., 1, 0]], dim=-1)
+    g_tr = torch.einsum("vb,tvi->tbi", w, res)
+    jtr = torch.cat([g_rot, g_tr], dim=-1).reshape(t, nb * 6, 1)
+    return jtj, jtr
+
+
 @torch.no_grad()
 def fit_bone_transforms(
     rest: torch.Tensor,
@@ -284,10 +332,11 @@ def fit_bone_transforms(
     target: torch.Tensor,
     iters: int = 30,
     damping: float = 1e-6,
-    tol: float = 1e-12,
+    tol: float = 1e-10,
     init: torch.Tensor | None = None,
     min_bone_weight: float = 1e-6,
-    max_jacobian_elems: int = 2**25,
+    max_elems: int = 2**24,
+    debug: bool = False,
 ) -> torch.Tensor:
     """Per-frame rigid bone transforms so that ``lbs(rest, weights, G) ~= target``.
 
@@ -303,11 +352,13 @@ def fit_bone_transforms(
     Args:
         rest: ``(V, 3)`` rest positions; weights ``(V, B)`` skinning weights.
         target: ``(T, V, 3)`` deformed positions in the rest frame (no root).
-        iters: maximum Gauss-Newton iterations.
+        iters: maximum Levenberg-Marquardt iterations (a frame stops once an
+            accepted step lowers its cost by less than ``tol`` relative).
         init: optional ``(T, B, 4, 4)`` starting transforms (skips Kabsch).
         min_bone_weight: bones whose total weight is below this are initialised
             to the identity (their transform is unobservable).
-        max_jacobian_elems: frame-chunking bound for the Jacobian's memory.
+        max_elems: frame-chunking bound on the ``(frames, V, B, 3)``-sized
+            intermediates (memory control).
     Returns:
         ``(T, B, 4, 4)`` transforms (dtype/device of ``target``).
     """
@@ -329,7 +380,7 @@ def fit_bone_transforms(
         rot = init[..., :3, :3].detach().double().clone()
         tr = init[..., :3, 3].detach().double().clone()
 
-    chunk = max(1, int(max_jacobian_elems // max(1, nv * 3 * nb * 6)))
+    chunk = max(1, int(max_elems // max(1, nv * nb * 9)))
 
     def residual(r_, t_, y_):
         return (lbs(x, w, make_transform(r_, t_)) - y_).reshape(y_.shape[0], -1)
@@ -340,14 +391,9 @@ def fit_bone_transforms(
         mu = torch.full((tc, 1), damping, dtype=x.dtype, device=x.device)  # LM damping (relative)
         res = residual(r_c, t_c, y_c)
         cost = (res * res).sum(-1)
+        done = torch.zeros(tc, dtype=torch.bool, device=x.device)
         for _ in range(iters):
-            rx = torch.einsum("tbij,vj->tvbi", r_c, x)  # R_b x_v
-            j_rot = -w[None, :, :, None, None] * skew(rx)  # (tc, V, B, 3, 3): d y_v / d omega_b
-            j_tr = (w[None, :, :, None, None] * eye).expand_as(j_rot)  # d y_v / d t_b
-            jac = torch.cat([j_rot, j_tr], dim=-1)  # (tc, V, B, 3, 6)
-            jac = jac.permute(0, 1, 3, 2, 4).reshape(tc, nv * 3, nb * 6)
-            jtj = jac.transpose(1, 2) @ jac
-            jtr = jac.transpose(1, 2) @ res[..., None]
+            jtj, jtr = _lbs_normal_equations(x, w, r_c, res.reshape(tc, nv, 3))
             diag = jtj.diagonal(dim1=1, dim2=2)
             lam = mu * diag.amax(-1, keepdim=True) + 1e-30
             step = -torch.linalg.solve(jtj + torch.diag_embed(lam.expand_as(diag)), jtr)[..., 0]
@@ -356,15 +402,18 @@ def fit_bone_transforms(
             t_new = t_c + step[..., 3:]
             res_new = residual(r_new, t_new, y_c)
             cost_new = (res_new * res_new).sum(-1)
-            accept = cost_new <= cost
-            a4 = accept[:, None, None, None]
-            r_c = torch.where(a4, r_new, r_c)
+            accept = (cost_new <= cost) & ~done
+            r_c = torch.where(accept[:, None, None, None], r_new, r_c)
             t_c = torch.where(accept[:, None, None], t_new, t_c)
             res = torch.where(accept[:, None], res_new, res)
-            improvement = torch.where(accept, cost - cost_new, torch.zeros_like(cost))
+            # converged: an accepted step barely helped, or the step is negligible
+            done |= accept & (cost - cost_new <= tol * cost + 1e-30)
+            done |= step.abs().flatten(1).amax(1) < 1e-13
             cost = torch.where(accept, cost_new, cost)
             mu = torch.where(accept[:, None], mu / 3.0, mu * 10.0).clamp(1e-15, 1e8)
-            if bool(accept.all()) and float(improvement.max()) <= tol * (1.0 + float(cost.max())):
+            if debug:
+                print(f"LM it: cost {cost.sum().item():.6e} accept {accept.float().mean().item():.2f} done {done.float().mean().item():.2f}")
+            if bool(done.all()):
                 break
         rot[s : s + chunk], tr[s : s + chunk] = r_c, t_c
     return make_transform(rot, tr).to(out_dtype)
