@@ -202,7 +202,7 @@ def _decimate(v: np.ndarray, f: np.ndarray, target: int, aggs: tuple[float, ...]
         try:
             v2, f2 = fast_simplification.simplify(v, f, target_count=int(target), agg=float(agg))
         except Exception as exc:  # pragma: no cover - library failure
-            warnings.warn(f"fast_simplification failed (agg={agg}): {exc}")
+            warnings.warn(f"fast_simplification failed (agg={agg}): {exc}", stacklevel=2)
             continue
         v2, f2, _ = remove_unreferenced_vertices(np.asarray(v2, np.float64), np.asarray(f2, np.int64))
         if not is_closed_manifold(v2, f2):

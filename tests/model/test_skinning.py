@@ -175,3 +175,29 @@ def test_gradcheck_weights_and_lbs():
     tr0 = torch.zeros(1, 3, 3, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lbs_fn, (x, c, q, lp, aa0, tr0), fast_mode=True)
     assert math.isfinite(lbs_fn(x, c, q, lp, aa0, tr0).sum().item())
+
+
+def test_closed_form_normal_equations_match_dense_jacobian():
+    from lasr.geometry.rotations import skew
+    from lasr.model.skinning import _lbs_normal_equations
+
+    g = torch.Generator().manual_seed(0)
+    nv, nb, nt = 15, 4, 2
+    x = torch.randn(nv, 3, generator=g, dtype=torch.float64)
+    w = torch.softmax(torch.randn(nv, nb, generator=g, dtype=torch.float64), -1)
+    rot = random_rotations(nt * nb, generator=g, dtype=torch.float64).reshape(nt, nb, 3, 3)
+    res = torch.randn(nt, nv, 3, generator=g, dtype=torch.float64)
+    jtj, jtr = _lbs_normal_equations(x, w, rot, res)
+    eye = torch.eye(3, dtype=torch.float64)
+    j_rot = -w[None, :, :, None, None] * skew(torch.einsum("tbij,vj->tvbi", rot, x))
+    j_tr = (w[None, :, :, None, None] * eye).expand_as(j_rot)
+    jac = torch.cat([j_rot, j_tr], -1).permute(0, 1, 3, 2, 4).reshape(nt, nv * 3, nb * 6)
+    assert torch.allclose(jtj, jac.transpose(1, 2) @ jac, atol=1e-12)
+    assert torch.allclose(jtr, jac.transpose(1, 2) @ res.reshape(nt, -1, 1), atol=1e-12)
+    # and the Jacobian itself is the derivative of lbs under R <- exp(w) R, t <- t + d
+    t = torch.randn(nt, nb, 3, generator=g, dtype=torch.float64)
+    step = 1e-6 * torch.randn(nt, nb, 6, generator=g, dtype=torch.float64)
+    base = lbs(x, w, make_transform(rot, t))
+    moved = lbs(x, w, make_transform(axis_angle_to_matrix(step[..., :3]) @ rot, t + step[..., 3:]))
+    lin = (jac @ step.reshape(nt, -1, 1)).reshape(nt, nv, 3)
+    assert torch.allclose(moved - base, lin, atol=1e-11)
