@@ -9,9 +9,9 @@ Pixel units and OpenCV camera conventions throughout; see
 :class:`RasterSettings` for the settings and their units.
 """
 
-from .blend import RenderOutput, blend, blend_attributes, render_flow, soft_silhouette
+from .shade import RenderOutput, blend, blend_attributes, render_flow, soft_silhouette
 from .camera import PerspectiveCamera, as_camera
-from .rasterize import Fragments, choose_bin_size, project_faces, rasterize
+from .raster import Fragments, choose_bin_size, project_faces, rasterize
 from .renderer import SoftRenderer, render
 from .settings import RasterSettings
 

@@ -2,7 +2,7 @@
 
 Used as a test oracle for :mod:`lasr.render`; memory is ``O(B * H * W * F)``,
 so only for small scenes.  It implements the same *definitions* as the fast
-path (see :mod:`lasr.render.blend`) through different computations:
+path (see :mod:`lasr.render.shade`) through different computations:
 
 * inside test by the signs of the three edge cross products;
 * distance by explicit closest-point-on-segment;
@@ -10,7 +10,9 @@ path (see :mod:`lasr.render.blend`) through different computations:
 * depth and 3D barycentrics by intersecting the camera ray through the
   clipped screen point with the plane of the 3D triangle;
 * silhouette as a literal product ``1 - prod(1 - D)``;
-* K-nearest selection by a dense ``topk`` over all faces.
+* K-nearest selection by a dense ``topk`` over all faces, ranked by the
+  inverse depth of the ray-plane intersection at the pixel centre clamped to
+  the face's vertex inverse-depth range.
 
 Everything is differentiable with autograd (culled faces are replaced by a
 harmless dummy triangle before any arithmetic, so no NaN can leak).
@@ -39,7 +41,8 @@ def dense_render(
     cameras_next: PerspectiveCamera | Tensor | None = None,
 ) -> dict[str, Tensor]:
     """Dense oracle.  Returns a dict with ``silhouette (B,H,W)``,
-    ``pix_to_face (B,H,W,K)`` (sorted near to far, -1 padded), ``zbuf``,
+    ``pix_to_face (B,H,W,K)`` (sorted near to far by the ranking depth, -1
+    padded), ``zbuf`` (ranking depth), ``dists``
     ``dists`` (signed, positive inside) and, if requested, ``attributes
     (B,H,W,C)`` and ``flow (B,H,W,2)``."""
     cam = as_camera(cameras)
@@ -124,11 +127,21 @@ def dense_render(
         -1,
     )  # (B,P,F,3) 3D barycentrics of X
 
-    # selection: within blur radius (or inside), K nearest in depth
+    # ranking key: inverse depth where the ray through the pixel centre meets
+    # the face's plane, clamped to the face's inverse-depth range
+    dir_p = torch.stack(
+        [((pix[..., 0] - cx) / fx).expand(B, H * W, F), ((pix[..., 1] - cy) / fy).expand(B, H * W, F),
+         torch.ones(B, H * W, F, dtype=dt, device=dev)], -1,
+    )
+    iz_plane = (n * dir_p).sum(-1) / (n * V0).sum(-1)
+    iz3 = 1.0 / V3[..., 2]  # (B, F, 3)
+    iz_key = torch.minimum(torch.maximum(iz_plane, iz3.min(-1).values[:, None]), iz3.max(-1).values[:, None])
+
+    # selection: within blur radius (or inside), K nearest by the ranking key
     cand = fvalid[:, None, :] & (inside | (d2.detach() <= settings.blur_radius2))
-    key = torch.where(cand, tz.detach(), torch.full_like(tz, torch.inf))
+    key = torch.where(cand, iz_key.detach(), torch.full_like(tz, -torch.inf))
     kk_ = min(K, F)
-    kv, ki = torch.topk(key, kk_, dim=-1, largest=False, sorted=True)
+    kv, ki = torch.topk(key, kk_, dim=-1, largest=True, sorted=True)
     sel = torch.isfinite(kv)  # (B,P,kk)
     p2f = torch.where(sel, ki, torch.full_like(ki, -1))
 
@@ -144,7 +157,7 @@ def dense_render(
         return x.reshape(B, H, W, K)
 
     out["pix_to_face"] = padk(p2f, -1)
-    out["zbuf"] = padk(torch.where(sel, take(tz), torch.full_like(kv, -1.0)).detach(), -1.0)
+    out["zbuf"] = padk(torch.where(sel, 1.0 / kv, torch.full_like(kv, -1.0)).detach(), -1.0)
     out["dists"] = padk(torch.where(sel, take(sd2), torch.full_like(kv, -1.0)).detach(), -1.0)
 
     ssd = take(sd2)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from .blend import RenderOutput, blend
+from .shade import RenderOutput, blend
 from .camera import PerspectiveCamera
-from .rasterize import Fragments, rasterize
+from .raster import Fragments, rasterize
 from .settings import RasterSettings
 
 __all__ = ["render", "SoftRenderer"]
@@ -27,7 +27,7 @@ def render(
 ) -> RenderOutput:
     """:func:`rasterize` (no grad) followed by :func:`blend` (differentiable).
 
-    Shapes as in :func:`lasr.render.blend.blend`: ``verts (B, V, 3)`` camera
+    Shapes as in :func:`lasr.render.shade.blend`: ``verts (B, V, 3)`` camera
     space, ``faces (F, 3)``, ``cameras`` ``(B, 4)`` or
     :class:`PerspectiveCamera`; outputs ``silhouette (B, H, W)``,
     ``attributes (B, H, W, C)``, ``flow (B, H, W, 2)``, ``mask (B, H, W)``.

@@ -32,7 +32,7 @@ class RasterSettings:
             per pixel among those within the blur radius.
         bin_size: side length in pixels of the square screen bins used by the
             coarse rasteriser; ``None`` picks a heuristic from the mean
-            projected face size (see :func:`lasr.render.rasterize.choose_bin_size`).
+            projected face size (see :func:`lasr.render.raster.choose_bin_size`).
         blur_eps: faces whose probability ``D`` at a pixel would be below this
             value are ignored there.  This sets the blur radius
             ``r^2 = sigma * log(1 / blur_eps - 1)`` (SoftRas ``dist_eps``).
@@ -46,8 +46,9 @@ class RasterSettings:
             weight ``exp((blend_eps - zmax) / gamma)``.
         min_area: faces with ``|2 * area| <= min_area`` (squared pixels) on
             screen are treated as degenerate and culled.
-        chunk_pairs: memory bound for the coarse rasteriser: the number of
-            (pixel, candidate face) pairs evaluated at once.
+        chunk_pairs: number of (pixel, candidate face) pairs the fine pass
+            evaluates at once; bounds memory and, on CPU, keeps the
+            temporaries in cache.  ``None``: 16384 on CPU, 4M on GPU.
     """
 
     image_size: tuple[int, int]
@@ -60,7 +61,7 @@ class RasterSettings:
     far: float = 100.0
     blend_eps: float = 1e-10
     min_area: float = 1e-10
-    chunk_pairs: int = 1 << 21
+    chunk_pairs: int | None = None
 
     def __post_init__(self) -> None:
         h, w = (int(s) for s in self.image_size)
@@ -79,7 +80,7 @@ class RasterSettings:
             raise ValueError(f"blur_eps must be in (0, 0.5), got {self.blur_eps}")
         if not 0.0 < self.near < self.far:
             raise ValueError(f"need 0 < near < far, got near={self.near}, far={self.far}")
-        if self.chunk_pairs < 1:
+        if self.chunk_pairs is not None and self.chunk_pairs < 1:
             raise ValueError("chunk_pairs must be >= 1")
 
     @property

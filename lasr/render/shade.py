@@ -4,8 +4,10 @@ Given the face indices chosen by :func:`lasr.render.rasterize`, everything
 differentiable is recomputed here from the vertices, for the ``K`` selected
 faces of each covered pixel only:
 
-* the squared Euclidean pixel-to-triangle distance ``d^2`` (px^2) and the
-  inside test (independent of winding);
+* the squared Euclidean pixel-to-triangle distance ``d^2`` (px^2), from the
+  edge the rasteriser found nearest (the minimum over the three edges, so
+  values and gradients equal those of the full minimum); the inside test
+  (independent of winding) is the rasteriser's;
 * the SoftRas probability ``D = sigmoid(s d^2 / sigma)``, ``s = +1`` inside,
   ``-1`` outside, and the silhouette ``1 - prod_k (1 - D_k)``
   (Liu et al., "Soft Rasterizer", ICCV 2019, eqs. 3-4), evaluated stably as
@@ -32,7 +34,7 @@ import torch.nn.functional as nnf
 from torch import Tensor
 
 from .camera import PerspectiveCamera, as_camera
-from .rasterize import Fragments
+from .raster import Fragments
 from .settings import RasterSettings
 
 __all__ = ["RenderOutput", "blend", "soft_silhouette", "blend_attributes", "render_flow"]
@@ -58,23 +60,17 @@ class RenderOutput:
     mask: Tensor
 
 
-def _cross2(a: Tensor, b: Tensor) -> Tensor:
-    return a[..., 0] * b[..., 1] - a[..., 1] * b[..., 0]
-
-
-def _face_table(x: Tensor, faces: Tensor, batch: int) -> Tensor:
-    """``(B|1, V, C)`` per-vertex values -> ``(batch * F, 3 * C)`` per-face table."""
+def _flat_table(x: Tensor, batch: int) -> Tensor:
+    """``(B|1, V, C)`` or ``(V, C)`` per-vertex values -> ``(batch * V, C)``."""
     if x.dim() == 2:
         x = x.unsqueeze(0)
-    x = x.expand(batch, -1, -1)
-    t = x[:, faces]  # (B, F, 3, C)
-    return t.reshape(batch * faces.shape[0], 3 * x.shape[-1])
+    return x.expand(batch, -1, -1).reshape(-1, x.shape[-1])
 
 
-def _project(k: Tensor, pts: Tensor, near: float) -> Tensor:
-    """Project ``(..., 3)`` points with broadcastable ``(..., 4)`` intrinsics."""
-    z = pts[..., 2:3].clamp_min(near)
-    return pts[..., :2] / z * k[..., 0:2] + k[..., 2:4]
+def _take(table: Tensor, idx: Tensor) -> Tensor:
+    """Rows ``idx`` (any shape) of a 1D or 2D table (autograd: index_select)."""
+    out = table.index_select(0, idx.reshape(-1))
+    return out.view(*idx.shape, *table.shape[1:])
 
 
 def blend(
@@ -93,14 +89,16 @@ def blend(
     """Differentiably shade rasterised fragments.
 
     Args:
-        verts: ``(B, V, 3)`` camera-space vertices at frame ``t`` (the same
-            tensor given to :func:`rasterize`; ``B`` may be 1 with batched
-            cameras).  Gradients flow to it.
+        verts: ``(B, V, 3)`` camera-space vertices at frame ``t`` (the values
+            given to :func:`rasterize`; ``B`` may be 1 with batched cameras).
+            Gradients flow to it.
         faces: ``(F, 3)`` int64.
         cameras: ``B`` (or 1) cameras of frame ``t`` (:class:`PerspectiveCamera`
             or ``(B, 4)`` ``(fx, fy, cx, cy)`` tensor); gradients flow to a
             tensor of intrinsics too.
-        fragments: output of :func:`rasterize` for these vertices/cameras.
+        fragments: output of :func:`rasterize` for these vertices/cameras
+            (its ``dists`` sign gives the inside test, its ``nearest_edge`` the
+            edge whose distance is recomputed).
         settings: :class:`RasterSettings` (``sigma``, ``gamma``, ``near``,
             ``far``, ``blend_eps``, ``min_area``).
         silhouette: compute the soft silhouette.
@@ -114,16 +112,17 @@ def blend(
         cameras_next: cameras of frame ``t'`` (defaults to ``cameras``).
 
     Flow definition: for a selected face ``k`` at pixel ``p`` let ``beta`` be
-    its perspective-correct clipped barycentrics at frame ``t`` and
-    ``lam`` the clipped screen barycentrics.  The face's surface point is
-    ``X_k = sum_i beta_i V_i`` (its projection is ``q_k = sum_i lam_i pi_t(V_i)``,
-    which equals ``p`` when ``p`` is inside the face); the same material point at
-    ``t'`` is ``X'_k = sum_i beta_i V'_i``.  The per-face flow is
-    ``pi_t'(X'_k) - q_k`` and the pixel flow is their average with the
-    frame-``t`` blend weights ``w_k`` normalised over faces (no background
-    term).  Inside the object this is the exact projected motion of the
-    visible surface point (LASR renders flow the same way, interpolating each
-    vertex's projections at both frames with the weights of frame ``t``).
+    its perspective-correct clipped barycentrics at frame ``t`` and ``lam``
+    the clipped screen barycentrics.  The face's surface point is
+    ``X_k = sum_i beta_i V_i``; its projection is
+    ``q_k = sum_i lam_i pi_t(V_i)``, which equals ``p`` when ``p`` is inside
+    the face.  The same material point at ``t'`` is
+    ``X'_k = sum_i beta_i V'_i``.  The per-face flow is ``pi_t'(X'_k) - q_k``
+    and the pixel's flow is their average with the frame-``t`` blend weights
+    ``w_k`` normalised over faces (no background term), 0 where no face is
+    selected.  Inside the object this is the exact projected motion of the
+    visible surface point; LASR renders flow the same way (each vertex's
+    projections at both frames, interpolated with the weights of frame ``t``).
 
     Returns:
         :class:`RenderOutput`.
@@ -131,80 +130,90 @@ def blend(
     cam = as_camera(cameras)
     faces = faces.to(device=verts.device, dtype=torch.long)
     B, H, W, K = fragments.pix_to_face.shape
-    F = faces.shape[0]
+    V = verts.shape[1]
     dt, dev = verts.dtype, verts.device
     near, far = settings.near, settings.far
 
+    # ---- compact to the covered pixels (valid slots come first) ----
     p2f_all = fragments.pix_to_face.reshape(B * H * W, K)
-    pix = (p2f_all >= 0).any(-1).nonzero().squeeze(1)  # (Np,) covered pixels
+    pix = (p2f_all[:, 0] >= 0).nonzero().squeeze(1)  # (Np,)
     p2f = p2f_all[pix]
     valid = p2f >= 0  # (Np, K)
+    inside = fragments.dists.reshape(B * H * W, K)[pix] >= 0
+    edge = fragments.nearest_edge.reshape(B * H * W, K)[pix].long().clamp_min(0)
+    f3 = p2f.clamp_min(0) * 3
     bidx = pix // (H * W)
     rem = pix % (H * W)
-    p = torch.stack([(rem % W).to(dt), (rem // W).to(dt)], -1)[:, None, :]  # (Np, 1, 2) = (u, v)
-    fid = (bidx[:, None] * F + p2f.clamp_min(0)).reshape(-1)
+    px = (rem % W).to(dt)[:, None]  # (Np, 1) pixel centre u
+    py = (rem // W).to(dt)[:, None]  # (Np, 1) pixel centre v
+    voff = (bidx * V)[:, None]
+    fl = faces.reshape(-1)
 
     uv, z = cam.project(verts, near=near)
-    z = z.clamp_min(near)
-    table = _face_table(torch.cat([uv.expand(B, -1, -1), z.expand(B, -1)[..., None]], -1), faces, B)
-    g = table.index_select(0, fid).view(-1, K, 3, 3)
-    tri = g[..., 0:2]  # (Np, K, 3, 2)
-    tz = g[..., 2]  # (Np, K, 3)
+    ux = uv[..., 0].expand(B, V).reshape(-1)  # (B * V,)
+    uy = uv[..., 1].expand(B, V).reshape(-1)
 
-    # --- screen barycentrics and inside test (any winding) ---
-    a = tri.roll(-1, dims=2)  # a_i = v_{i+1}
-    e = tri.roll(-2, dims=2) - a  # e_i = v_{i+2} - v_{i+1}, edge opposite vertex i
-    area2 = _cross2(tri[..., 1, :] - tri[..., 0, :], tri[..., 2, :] - tri[..., 0, :])
-    area_ok = area2.abs() > settings.min_area
-    valid = valid & area_ok
-    area2 = torch.where(area_ok, area2, torch.ones_like(area2))
-    pa = p[:, :, None, :] - a  # (Np, K, 3, 2)
-    lam = _cross2(e, pa) / area2[..., None]
-    inside = (lam.detach() >= 0).all(-1)
-
-    # --- squared distance to the triangle boundary ---
-    ee = (e * e).sum(-1).clamp_min(1e-30)
-    t = ((pa * e).sum(-1) / ee).clamp(0.0, 1.0)
-    dv = pa - t[..., None] * e
-    d2 = (dv * dv).sum(-1).amin(-1)  # (Np, K)
-    sd2 = torch.where(inside, d2, -d2)
+    # ---- signed squared distance, from the nearest edge only ----
+    ia = fl[f3 + (edge + 1) % 3] + voff
+    ib = fl[f3 + (edge + 2) % 3] + voff
+    ax, ay = _take(ux, ia), _take(uy, ia)
+    ex, ey = _take(ux, ib) - ax, _take(uy, ib) - ay
+    pax, pay = px - ax, py - ay
+    t = ((pax * ex + pay * ey) / (ex * ex + ey * ey).clamp_min(1e-30)).clamp(0.0, 1.0)
+    dx, dy = pax - t * ex, pay - t * ey
+    d2 = dx * dx + dy * dy  # (Np, K)
 
     if settings.sigma > 0:
-        x = sd2 / settings.sigma
-        log_d = nnf.logsigmoid(x)
+        s_over = torch.where(inside, 1.0 / settings.sigma, -1.0 / settings.sigma).to(dt)
+        x = d2 * s_over  # signed d^2 / sigma
     else:  # hard coverage, no geometric gradient
         x = None
-        log_d = torch.where(inside, torch.zeros_like(d2), torch.full_like(d2, -torch.inf))
 
     sil_img = None
     if silhouette:
         if x is not None:
             nll = torch.where(valid, nnf.softplus(x), torch.zeros_like(x)).sum(-1)
-            sil = -torch.expm1(-nll)
+            sil = -torch.expm1(-nll)  # 1 - prod(1 - sigmoid(x))
         else:
             sil = (valid & inside).any(-1).to(dt)
         sil_img = torch.zeros(B * H * W, dtype=dt, device=dev).index_copy(0, pix, sil).view(B, H, W)
 
     attr_img = flow_img = None
     if attributes is not None or verts_next is not None:
-        lc = lam.clamp_min(0)
-        s = lc.sum(-1)
-        s = torch.where(s > 0, s, torch.ones_like(s))
-        num = lc / tz
-        invz_s = num.sum(-1)
+        if x is not None:
+            log_d = nnf.logsigmoid(x)
+        else:
+            log_d = torch.where(inside, torch.zeros_like(d2), torch.full_like(d2, -torch.inf))
+        izt = 1.0 / z.clamp_min(near).expand(B, V).reshape(-1)
+        ii = [fl[f3 + j] + voff for j in range(3)]
+        xs = [_take(ux, i) for i in ii]
+        ys = [_take(uy, i) for i in ii]
+        izs = [_take(izt, i) for i in ii]
+        area2 = (xs[1] - xs[0]) * (ys[2] - ys[0]) - (ys[1] - ys[0]) * (xs[2] - xs[0])
+        area2 = torch.where(area2.abs() > settings.min_area, area2, torch.ones_like(area2))
+        # clipped screen barycentrics: lam_j = cross(v_{j+2} - v_{j+1}, p - v_{j+1}) / 2A
+        lc = []
+        for j in range(3):
+            j1, j2 = (j + 1) % 3, (j + 2) % 3
+            w = (xs[j2] - xs[j1]) * (py - ys[j1]) - (ys[j2] - ys[j1]) * (px - xs[j1])
+            lc.append((w / area2).clamp_min(0.0))
+        ssum = lc[0] + lc[1] + lc[2]
+        ssum = torch.where(ssum > 0, ssum, torch.ones_like(ssum))
+        num = [lc[j] * izs[j] for j in range(3)]
+        invz_s = num[0] + num[1] + num[2]
         invz_s = torch.where(invz_s > 0, invz_s, torch.ones_like(invz_s))
-        beta = num / invz_s[..., None]  # perspective-correct clipped barycentrics
-        zpix = s / invz_s  # depth at the clipped point
+        beta = [nj / invz_s for nj in num]  # perspective-correct clipped barycentrics
+        zpix = ssum / invz_s  # depth of the clipped point
         zeta = (far - zpix) / (far - near)
         neg_inf = torch.full_like(zeta, -torch.inf)
         zmax = torch.where(valid, zeta, neg_inf).amax(-1).clamp_min(settings.blend_eps).detach()
         logw = log_d + (zeta - zmax[:, None]) / settings.gamma
-        w = torch.exp(torch.where(valid, logw, neg_inf))  # (Np, K)
+        w = torch.exp(torch.where(valid, logw, neg_inf))  # (Np, K), 0 on empty slots
 
         if attributes is not None:
-            C = attributes.shape[-1]
-            at = _face_table(attributes.to(dt), faces, B).index_select(0, fid).view(-1, K, 3, C)
-            ck = (beta[..., None] * at).sum(-2)  # (Np, K, C)
+            at = _flat_table(attributes.to(dt), B)
+            C = at.shape[-1]
+            ck = sum(beta[j][..., None] * _take(at, ii[j]) for j in range(3))  # (Np, K, C)
             bg = torch.as_tensor(background, dtype=dt, device=dev).expand(C)
             w_bg = torch.exp((settings.blend_eps - zmax) / settings.gamma)
             col = ((w[..., None] * ck).sum(1) + w_bg[:, None] * bg) / (w.sum(1) + w_bg)[:, None]
@@ -213,18 +222,24 @@ def blend(
 
         if verts_next is not None:
             cam_n = as_camera(cameras_next) if cameras_next is not None else cam
-            k_n = cam_n.intrinsics.to(dtype=dt, device=dev).expand(B, 4)
-            vn = _face_table(verts_next.to(dt), faces, B).index_select(0, fid).view(-1, K, 3, 3)
-            xn = (beta[..., None] * vn).sum(-2)  # (Np, K, 3) material point at t'
-            un = _project(k_n[bidx][:, None, :], xn, near)
-            q = ((lc / s[..., None])[..., None] * tri).sum(-2)  # its projection at t
-            fk = un - q
+            k_n = cam_n.intrinsics.to(dtype=dt, device=dev).expand(B, 4)[bidx][:, None, :]  # (Np, 1, 4)
+            vn = _flat_table(verts_next.to(dt), B)
+            xn = sum(beta[j][..., None] * _take(vn, ii[j]) for j in range(3))  # (Np, K, 3) at t'
+            zn = xn[..., 2].clamp_min(near)
+            un = xn[..., 0] / zn * k_n[..., 0] + k_n[..., 2]
+            vn_ = xn[..., 1] / zn * k_n[..., 1] + k_n[..., 3]
+            qx = (lc[0] * xs[0] + lc[1] * xs[1] + lc[2] * xs[2]) / ssum  # projection at t
+            qy = (lc[0] * ys[0] + lc[1] * ys[1] + lc[2] * ys[2]) / ssum
             den = w.sum(1)
             den = torch.where(den > 0, den, torch.ones_like(den))
-            fl = (w[..., None] * fk).sum(1) / den[:, None]
-            flow_img = torch.zeros(B * H * W, 2, dtype=dt, device=dev).index_copy(0, pix, fl).view(B, H, W, 2)
+            fu = (w * (un - qx)).sum(1) / den
+            fv = (w * (vn_ - qy)).sum(1) / den
+            fl2 = torch.stack([fu, fv], -1)
+            flow_img = torch.zeros(B * H * W, 2, dtype=dt, device=dev).index_copy(0, pix, fl2).view(B, H, W, 2)
 
-    return RenderOutput(silhouette=sil_img, attributes=attr_img, flow=flow_img, mask=fragments.mask)
+    cov = (valid & inside).any(-1)
+    mask = torch.zeros(B * H * W, dtype=torch.bool, device=dev).index_copy(0, pix, cov).view(B, H, W)
+    return RenderOutput(silhouette=sil_img, attributes=attr_img, flow=flow_img, mask=mask)
 
 
 def soft_silhouette(
