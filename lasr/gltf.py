@@ -1,0 +1,704 @@
+"""Export a fitted articulated model as an animated, skinned glTF 2.0 binary (.glb).
+
+Layout of the file written by :func:`write_glb`::
+
+    scene
+    ├── node 0  "mesh"             skinned mesh, identity transform (glTF ignores a
+    │                               skinned mesh node's transform; keeping it at the
+    │                               scene root with identity keeps every viewer agreeing)
+    └── node 1  "opencv_to_gltf"   fixed rotation of 180 deg about x (quaternion (1,0,0,0)):
+        │                           OpenCV camera frame (x right, y down, z forward) ->
+        │                           glTF (+y up, camera looking down -z), so the model opens
+        │                           upright and the glTF default camera at the origin is the
+        │                           video's camera
+        └── node 2  "root"         per-frame root transform ``X_cam = R_root[t] X + t_root[t]``
+            ├── node 3  "bone_00"  per-frame local transform ``L_tb = G_tb B_b``
+            ├── ...
+            └── node 2+B "bone_B-1"
+
+``B_b`` is bone ``b``'s bind frame in the rest (object) frame: translation the bone
+centre, rotation the bone orientation; the skin's inverse bind matrix is ``B_b^-1``.
+Standard glTF skinning then gives, for a rest vertex ``X``::
+
+    sum_k w_k  J_k IBM_k X = Flip R_root[t] (sum_k w_k G_tk X) + Flip t_root[t]
+
+(``J_k = Flip Root_t L_tk`` the joint's world matrix, ``Flip = diag(1, -1, -1)``), i.e.
+exactly the fit's posed mesh of frame ``t`` (``final/meshes/t.obj``) seen in glTF
+axes, up to float32 storage and the truncation of the skinning weights to the 4
+largest per vertex (renormalised; the truncation error is measured and returned).
+The animation has one key per frame at ``t / fps`` seconds, LINEAR interpolation,
+translation + rotation channels for the root and every joint.  The joint nodes' and
+root's default TRS is the frame-0 pose.
+
+:func:`read_glb_and_pose` is an independent reader (pygltflib for the container;
+accessor decoding, node hierarchy, animation sampling and skinning written here)
+used by the tests; it returns world (glTF) coordinates, :func:`opencv_from_gltf`
+takes them back to the OpenCV camera frame.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+
+__all__ = [
+    "GLTF_FROM_OPENCV",
+    "write_glb",
+    "read_glb_and_pose",
+    "read_glb_arrays",
+    "opencv_from_gltf",
+    "top_k_weights",
+    "skeleton_arrays",
+    "posed_vertices",
+    "validate_glb",
+]
+
+GLTF_FROM_OPENCV = np.diag([1.0, -1.0, -1.0])  # rotation by 180 deg about x
+
+_FLOAT, _UBYTE, _USHORT, _UINT = 5126, 5121, 5123, 5125
+_ARRAY_BUFFER, _ELEMENT_ARRAY_BUFFER = 34962, 34963
+_NCOMP = {"SCALAR": 1, "VEC2": 2, "VEC3": 3, "VEC4": 4, "MAT2": 4, "MAT3": 9, "MAT4": 16}
+_DTYPE = {5120: np.int8, 5121: np.uint8, 5122: np.int16, 5123: np.uint16, 5125: np.uint32, 5126: np.float32}
+
+
+# ----------------------------------------------------------------------------
+# small math helpers
+# ----------------------------------------------------------------------------
+def _quat_from_matrix(R: np.ndarray) -> np.ndarray:
+    """``(..., 3, 3)`` rotations -> ``(..., 4)`` unit quaternions ``(x, y, z, w)``."""
+    R = np.asarray(R, dtype=np.float64)
+    m00, m11, m22 = R[..., 0, 0], R[..., 1, 1], R[..., 2, 2]
+    # 4 q_i^2 for each component; take the largest for a well-conditioned solve
+    cand = np.stack([1 + m00 - m11 - m22, 1 - m00 + m11 - m22, 1 - m00 - m11 + m22, 1 + m00 + m11 + m22], -1)
+    k = np.argmax(cand, -1)
+    q = np.empty(R.shape[:-2] + (4,))
+    s = np.sqrt(np.maximum(np.take_along_axis(cand, k[..., None], -1)[..., 0], 1e-300)) * 2  # 4 |q_k|
+    d21, d02, d10 = R[..., 2, 1] - R[..., 1, 2], R[..., 0, 2] - R[..., 2, 0], R[..., 1, 0] - R[..., 0, 1]
+    a01, a02, a12 = R[..., 0, 1] + R[..., 1, 0], R[..., 0, 2] + R[..., 2, 0], R[..., 1, 2] + R[..., 2, 1]
+    rows = {
+        0: (0.25 * s, a01 / s, a02 / s, d21 / s),
+        1: (a01 / s, 0.25 * s, a12 / s, d02 / s),
+        2: (a02 / s, a12 / s, 0.25 * s, d10 / s),
+        3: (d21 / s, d02 / s, d10 / s, 0.25 * s),
+    }
+    for kk, comps in rows.items():
+        sel = k == kk
+        q[sel] = np.stack([c[sel] for c in comps], -1)
+    q /= np.linalg.norm(q, axis=-1, keepdims=True)
+    return q
+
+
+def _matrix_from_quat(q: np.ndarray) -> np.ndarray:
+    """``(..., 4)`` quaternions ``(x, y, z, w)`` (normalised here) -> ``(..., 3, 3)``."""
+    q = np.asarray(q, dtype=np.float64)
+    q = q / np.linalg.norm(q, axis=-1, keepdims=True)
+    x, y, z, w = q[..., 0], q[..., 1], q[..., 2], q[..., 3]
+    R = np.stack([
+        1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w),
+        2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w),
+        2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y),
+    ], -1)
+    return R.reshape(q.shape[:-1] + (3, 3))
+
+
+def _continuous_quats(q: np.ndarray) -> np.ndarray:
+    """Flip signs along axis 0 (time) so consecutive keys are on the same hemisphere."""
+    q = q.copy()
+    for t in range(1, len(q)):
+        flip = (q[t] * q[t - 1]).sum(-1) < 0
+        q[t][flip] *= -1
+    return q
+
+
+def _nearest_rotation(M: np.ndarray) -> np.ndarray:
+    U, _, Vt = np.linalg.svd(M)
+    d = np.sign(np.linalg.det(U @ Vt))
+    U[..., :, 2] *= d[..., None]
+    return U @ Vt
+
+
+def _trs_matrix(t=None, q=None, s=None) -> np.ndarray:
+    M = np.eye(4)
+    R = np.eye(3) if q is None else _matrix_from_quat(q)
+    S = np.ones(3) if s is None else np.asarray(s, dtype=np.float64)
+    M[:3, :3] = R * S[None, :]
+    if t is not None:
+        M[:3, 3] = t
+    return M
+
+
+def opencv_from_gltf(points: np.ndarray) -> np.ndarray:
+    """World (glTF, +y up) coordinates of a file from :func:`write_glb` -> OpenCV camera frame."""
+    return np.asarray(points) @ GLTF_FROM_OPENCV  # the flip is its own inverse (and symmetric)
+
+
+# ----------------------------------------------------------------------------
+# skeleton inputs
+# ----------------------------------------------------------------------------
+_REQUIRED = ("rest_vertices", "faces", "skinning_weights", "bone_transforms", "root_rotations", "root_translations")
+
+
+def skeleton_arrays(skeleton) -> dict[str, np.ndarray]:
+    """``skeleton.npz`` path or a mapping of its arrays (numpy or torch) -> dict of float64/int64 arrays."""
+    if isinstance(skeleton, (str, os.PathLike)):
+        with np.load(skeleton) as z:
+            d = {k: z[k] for k in z.files}
+    elif isinstance(skeleton, Mapping) or hasattr(skeleton, "files"):
+        keys = skeleton.files if hasattr(skeleton, "files") else list(skeleton.keys())
+        d = {k: skeleton[k] for k in keys}
+    else:
+        raise TypeError(f"skeleton must be a path or a mapping of arrays, got {type(skeleton)}")
+    out = {}
+    for k, v in d.items():
+        if hasattr(v, "detach"):
+            v = v.detach().cpu().numpy()
+        v = np.asarray(v)
+        out[k] = v.astype(np.int64) if k == "faces" else v.astype(np.float64)
+    missing = [k for k in _REQUIRED if k not in out]
+    if missing:
+        raise KeyError(f"skeleton arrays missing {missing}")
+    V, B = out["skinning_weights"].shape
+    T = out["bone_transforms"].shape[0]
+    if out["rest_vertices"].shape != (V, 3) or out["bone_transforms"].shape != (T, B, 4, 4):
+        raise ValueError("inconsistent skeleton shapes: rest_vertices (V,3), skinning_weights (V,B), "
+                         "bone_transforms (T,B,4,4) expected")
+    if out["root_rotations"].shape != (T, 3, 3) or out["root_translations"].shape != (T, 3):
+        raise ValueError("root_rotations (T,3,3) and root_translations (T,3) expected")
+    return out
+
+
+def posed_vertices(rest: np.ndarray, weights: np.ndarray, G: np.ndarray, R_root: np.ndarray, t_root: np.ndarray):
+    """``(T, V, 3)`` camera-space vertices ``R_root (sum_b w_b G_tb X) + t_root`` (numpy, float64)."""
+    Xh = np.concatenate([rest, np.ones((len(rest), 1))], 1)
+    out = np.empty((G.shape[0], len(rest), 3))
+    for t in range(G.shape[0]):
+        M = np.einsum("vb,bij->vij", weights, G[t, :, :3, :])  # (V, 3, 4) blended
+        X = np.einsum("vij,vj->vi", M, Xh)
+        out[t] = X @ R_root[t].T + t_root[t]
+    return out
+
+
+def top_k_weights(weights: np.ndarray, k: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` largest weights per vertex, renormalised to sum to 1.
+
+    Returns ``joints (V, k)`` int and ``w (V, k)`` float32 sorted by decreasing weight;
+    slots with zero weight get joint 0; negative weights are clipped to 0; a vertex with
+    no positive weight gets weight 1 on its largest entry.  The float32 weights are
+    adjusted so that their float32 sum is 1 as closely as possible.
+    """
+    W = np.clip(np.asarray(weights, dtype=np.float64), 0.0, None)
+    V, B = W.shape
+    kk = min(k, B)
+    order = np.argsort(-W, axis=1, kind="stable")[:, :kk]
+    w = np.take_along_axis(W, order, 1)
+    s = w.sum(1, keepdims=True)
+    empty = s[:, 0] <= 0
+    w[empty] = 0.0
+    w[empty, 0] = 1.0
+    w = w / w.sum(1, keepdims=True)
+    if kk < k:
+        order = np.concatenate([order, np.zeros((V, k - kk), dtype=order.dtype)], 1)
+        w = np.concatenate([w, np.zeros((V, k - kk))], 1)
+    w32 = w.astype(np.float32)
+    w32[:, 0] = np.float32(1.0) - w32[:, 1:].sum(1, dtype=np.float32)  # w[:, 0] is the largest
+    joints = np.where(w32 > 0, order, 0)
+    return joints.astype(np.int64), w32
+
+
+def _bind_frames(d: dict) -> np.ndarray:
+    """``(B, 4, 4)`` bind frames of the bones in the rest frame."""
+    W, X = d["skinning_weights"], d["rest_vertices"]
+    B = W.shape[1]
+    if "bone_centers" in d and d["bone_centers"].shape == (B, 3):
+        c = d["bone_centers"]
+    else:
+        c = (W.T @ X) / np.maximum(W.sum(0), 1e-12)[:, None]
+    if "bone_orientations" in d and d["bone_orientations"].shape == (B, 3, 3):
+        O = _nearest_rotation(d["bone_orientations"])
+    else:
+        O = np.broadcast_to(np.eye(3), (B, 3, 3))
+    M = np.tile(np.eye(4), (B, 1, 1))
+    M[:, :3, :3] = O
+    M[:, :3, 3] = c
+    return M
+
+
+def _vertex_normals(V: np.ndarray, F: np.ndarray) -> np.ndarray:
+    n = np.zeros_like(V)
+    fn = np.cross(V[F[:, 1]] - V[F[:, 0]], V[F[:, 2]] - V[F[:, 0]])
+    for i in range(3):
+        np.add.at(n, F[:, i], fn)
+    ln = np.linalg.norm(n, axis=1, keepdims=True)
+    bad = ln[:, 0] <= 1e-20
+    n = n / np.where(ln > 1e-20, ln, 1.0)
+    n[bad] = (0.0, 0.0, 1.0)
+    return n
+
+
+# ----------------------------------------------------------------------------
+# writer
+# ----------------------------------------------------------------------------
+class _Bin:
+    """Accumulates buffer views / accessors into one little-endian buffer (4-byte aligned views)."""
+
+    def __init__(self):
+        self.chunks: list[bytes] = []
+        self.size = 0
+        self.views: list[dict] = []
+        self.accessors: list[dict] = []
+
+    def add(self, arr: np.ndarray, ctype: int, atype: str, target: int | None = None, minmax: bool = False,
+            normalized: bool = False) -> int:
+        arr = np.ascontiguousarray(arr, dtype=_DTYPE[ctype])
+        n = _NCOMP[atype]
+        count = arr.size // n
+        data = arr.astype(arr.dtype.newbyteorder("<"), copy=False).tobytes()
+        pad = (-self.size) % 4
+        if pad:
+            self.chunks.append(b"\0" * pad)
+            self.size += pad
+        view = {"buffer": 0, "byteOffset": self.size, "byteLength": len(data)}
+        if target is not None:
+            view["target"] = target
+        self.views.append(view)
+        self.chunks.append(data)
+        self.size += len(data)
+        acc = {"bufferView": len(self.views) - 1, "componentType": ctype, "count": int(count), "type": atype}
+        if normalized:
+            acc["normalized"] = True
+        if minmax:
+            flat = arr.reshape(count, n)
+            cast = float if ctype == _FLOAT else int
+            acc["min"] = [cast(x) for x in flat.min(0)]
+            acc["max"] = [cast(x) for x in flat.max(0)]
+        self.accessors.append(acc)
+        return len(self.accessors) - 1
+
+    def blob(self) -> bytes:
+        b = b"".join(self.chunks)
+        return b + b"\0" * ((-len(b)) % 4)
+
+
+def write_glb(path, skeleton, colors=None, *, fps: float = 10.0, include_root: bool = True,
+              intrinsics=None, name: str = "lasr") -> dict:
+    """Write the rest mesh, skin and per-frame animation of a fit as a .glb.
+
+    Args:
+        path: output ``.glb``.
+        skeleton: ``skeleton.npz`` path or a mapping with its arrays (``rest_vertices``,
+            ``faces``, ``skinning_weights``, ``bone_transforms``, ``root_rotations``,
+            ``root_translations``; ``bone_centers``/``bone_orientations`` give the bind
+            frames, else weighted centroids and identity).
+        colors: optional ``(V, 3)`` vertex colours in [0, 1] (``COLOR_0``, float).
+        fps: key ``t`` is at ``t / fps`` seconds.
+        include_root: animate the root node with the per-frame root transform (the object
+            moves in front of the video's camera); False leaves the root at identity
+            (object-centric animation; the skinned mesh then equals ``sum_b w_b G_tb X``).
+        intrinsics: optional ``(fx, fy, width, height)``: adds a perspective camera at the
+            origin looking down -z (the video's camera in these axes); ``yfov`` from ``fy``.
+        name: asset / mesh name.
+    Returns:
+        a summary dict: counts, byte size and the top-4 truncation error
+        (``trunc_err_max``/``trunc_err_mean``: posed-vertex distance between dense and top-4
+        skinning over all frames, as a fraction of the rest bbox diagonal), ``top4_mass_min``.
+    """
+    d = skeleton_arrays(skeleton)
+    X, F = d["rest_vertices"], d["faces"].reshape(-1, 3)
+    Wd, G = d["skinning_weights"], d["bone_transforms"]
+    Rr, tr = d["root_rotations"], d["root_translations"]
+    V, B = Wd.shape
+    T = G.shape[0]
+    if T < 1 or B < 1 or V < 1 or len(F) < 1:
+        raise ValueError("need at least one frame, bone, vertex and face")
+    if F.min() < 0 or F.max() >= V:
+        raise ValueError("face indices out of range")
+    if not np.isfinite(X).all() or not np.isfinite(G).all() or not np.isfinite(Rr).all() or not np.isfinite(tr).all():
+        raise ValueError("non-finite skeleton arrays")
+
+    bind = _bind_frames(d)  # (B, 4, 4)
+    ibm = np.linalg.inv(bind)
+    L = G @ bind[None]  # (T, B, 4, 4) joint local transforms under the root
+    rot_L = L[..., :3, :3]
+    rigid_err = float(np.abs(rot_L @ np.swapaxes(rot_L, -1, -2) - np.eye(3)).max())
+    q_joint = _continuous_quats(_quat_from_matrix(_nearest_rotation(rot_L)))  # (T, B, 4)
+    t_joint = L[..., :3, 3]
+    q_root = _continuous_quats(_quat_from_matrix(_nearest_rotation(Rr))[:, None])[:, 0]
+    t_root = tr
+    if not include_root:
+        q_root = np.tile([0.0, 0.0, 0.0, 1.0], (T, 1))
+        t_root = np.zeros((T, 3))
+
+    joints, w4 = top_k_weights(Wd, 4)
+    Wt = np.zeros_like(Wd)
+    np.put_along_axis(Wt, joints, w4.astype(np.float64), 1)  # zero slots add 0 to joint 0
+    Rr_used = _matrix_from_quat(q_root)
+    dense = posed_vertices(X, Wd / np.maximum(Wd.sum(1, keepdims=True), 1e-300), G, Rr_used, t_root)
+    trunc = posed_vertices(X, Wt, G, Rr_used, t_root)
+    diag = float(np.linalg.norm(X.max(0) - X.min(0))) or 1.0
+    err = np.linalg.norm(dense - trunc, axis=-1) / diag
+    top4_mass = np.sort(np.clip(Wd, 0, None), 1)[:, ::-1][:, :4].sum(1) / np.maximum(np.clip(Wd, 0, None).sum(1), 1e-300)
+
+    buf = _Bin()
+    attrs = {"POSITION": buf.add(X, _FLOAT, "VEC3", _ARRAY_BUFFER, minmax=True),
+             "NORMAL": buf.add(_vertex_normals(X, F), _FLOAT, "VEC3", _ARRAY_BUFFER)}
+    if colors is not None:
+        c = np.asarray(colors.detach().cpu() if hasattr(colors, "detach") else colors, dtype=np.float64)
+        if c.shape != (V, 3):
+            raise ValueError(f"colors must be (V, 3) = ({V}, 3), got {c.shape}")
+        attrs["COLOR_0"] = buf.add(np.clip(c, 0.0, 1.0), _FLOAT, "VEC3", _ARRAY_BUFFER)
+    jtype = _UBYTE if B <= 256 else _USHORT
+    attrs["JOINTS_0"] = buf.add(joints, jtype, "VEC4", _ARRAY_BUFFER)
+    attrs["WEIGHTS_0"] = buf.add(w4, _FLOAT, "VEC4", _ARRAY_BUFFER)
+    itype = _USHORT if V <= 65535 else _UINT
+    indices = buf.add(F.reshape(-1), itype, "SCALAR", _ELEMENT_ARRAY_BUFFER, minmax=True)
+    ibm_acc = buf.add(np.transpose(ibm, (0, 2, 1)), _FLOAT, "MAT4")  # column-major
+
+    n_mesh, n_top, n_root, n_joint0 = 0, 1, 2, 3
+    nodes = [
+        {"name": "mesh", "mesh": 0, "skin": 0},
+        {"name": "opencv_to_gltf", "rotation": [1.0, 0.0, 0.0, 0.0], "children": [n_root]},
+        {"name": "root", "translation": [float(x) for x in t_root[0]], "rotation": [float(x) for x in q_root[0]],
+         "children": list(range(n_joint0, n_joint0 + B))},
+    ]
+    for b in range(B):
+        nodes.append({"name": f"bone_{b:02d}", "translation": [float(x) for x in t_joint[0, b]],
+                      "rotation": [float(x) for x in q_joint[0, b]]})
+
+    times = np.arange(T, dtype=np.float64) / float(fps)
+    t_acc = buf.add(times, _FLOAT, "SCALAR", minmax=True)
+    samplers, channels = [], []
+
+    def animate(node, trans, quat):
+        for path_, arr, atype in (("translation", trans, "VEC3"), ("rotation", quat, "VEC4")):
+            out = buf.add(arr, _FLOAT, atype)
+            samplers.append({"input": t_acc, "output": out, "interpolation": "LINEAR"})
+            channels.append({"sampler": len(samplers) - 1, "target": {"node": node, "path": path_}})
+
+    if include_root:
+        animate(n_root, t_root, q_root)
+    for b in range(B):
+        animate(n_joint0 + b, t_joint[:, b], q_joint[:, b])
+
+    scene_nodes = [n_top, n_mesh]
+    cameras = []
+    if intrinsics is not None:
+        fx, fy, w_img, h_img = (float(x) for x in intrinsics)
+        cameras.append({"type": "perspective", "name": "video_camera", "perspective": {
+            "yfov": float(2 * np.arctan(0.5 * h_img / fy)), "aspectRatio": float((w_img / fx) / (h_img / fy)),
+            "znear": 0.01}})
+        nodes.append({"name": "video_camera", "camera": 0})
+        scene_nodes.append(len(nodes) - 1)
+
+    prim = {"attributes": attrs, "indices": indices, "mode": 4, "material": 0}
+    doc = {
+        "asset": {"version": "2.0", "generator": "lasr.gltf"},
+        "scene": 0,
+        "scenes": [{"name": name, "nodes": scene_nodes}],
+        "nodes": nodes,
+        "meshes": [{"name": name, "primitives": [prim]}],
+        "materials": [{"name": "vertex_color", "doubleSided": True,
+                       "pbrMetallicRoughness": {"baseColorFactor": [1.0, 1.0, 1.0, 1.0], "metallicFactor": 0.0,
+                                                "roughnessFactor": 1.0}}],
+        "skins": [{"name": "skeleton", "inverseBindMatrices": ibm_acc, "skeleton": n_root,
+                   "joints": list(range(n_joint0, n_joint0 + B))}],
+        "animations": [{"name": "video", "samplers": samplers, "channels": channels}],
+        "accessors": buf.accessors,
+        "bufferViews": buf.views,
+        "buffers": [{"byteLength": 0}],
+        "extras": {"lasr": {"fps": float(fps), "frames": int(T), "include_root": bool(include_root),
+                            "axes": "node 'opencv_to_gltf' maps the OpenCV camera frame (x right, y down, "
+                                    "z forward) to glTF (y up): diag(1, -1, -1)"}},
+    }
+    if cameras:
+        doc["cameras"] = cameras
+    blob = buf.blob()
+    doc["buffers"][0]["byteLength"] = len(blob)
+    js = json.dumps(doc, separators=(",", ":")).encode("utf-8")
+    js += b" " * ((-len(js)) % 4)
+    total = 12 + 8 + len(js) + 8 + len(blob)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as fh:
+        fh.write(struct.pack("<4sII", b"glTF", 2, total))
+        fh.write(struct.pack("<I4s", len(js), b"JSON"))
+        fh.write(js)
+        fh.write(struct.pack("<I4s", len(blob), b"BIN\0"))
+        fh.write(blob)
+    return {
+        "path": str(path), "bytes": total, "vertices": int(V), "faces": int(len(F)), "bones": int(B),
+        "frames": int(T), "fps": float(fps),
+        "trunc_err_max": float(err.max()), "trunc_err_mean": float(err.mean()),
+        "top4_mass_min": float(top4_mass.min()), "top4_mass_mean": float(top4_mass.mean()),
+        "bone_rigidity_err": rigid_err,
+    }
+
+
+# ----------------------------------------------------------------------------
+# independent reader
+# ----------------------------------------------------------------------------
+def _load(path):
+    import pygltflib
+
+    g = pygltflib.GLTF2().load(str(path))
+    blob = g.binary_blob()
+    return g, blob
+
+
+def _buffer_bytes(g, blob, i: int) -> bytes:
+    buf = g.buffers[i]
+    if buf.uri is None:
+        return blob
+    if buf.uri.startswith("data:"):
+        import base64
+
+        return base64.b64decode(buf.uri.split(",", 1)[1])
+    raise ValueError("external buffers are not supported")
+
+
+def _read_accessor(g, blob, index: int) -> np.ndarray:
+    """Decode an accessor to ``(count, n)`` (float64 for normalised ints, else native)."""
+    a = g.accessors[index]
+    n = _NCOMP[a.type]
+    dt = np.dtype(_DTYPE[a.componentType]).newbyteorder("<")
+    if a.sparse is not None:
+        raise NotImplementedError("sparse accessors are not supported")
+    if a.bufferView is None:
+        out = np.zeros((a.count, n), dtype=dt)
+    else:
+        bv = g.bufferViews[a.bufferView]
+        data = _buffer_bytes(g, blob, bv.buffer)
+        start = (bv.byteOffset or 0) + (a.byteOffset or 0)
+        elem = dt.itemsize * n
+        stride = bv.byteStride or elem
+        if stride == elem:
+            out = np.frombuffer(data, dtype=dt, count=a.count * n, offset=start).reshape(a.count, n)
+        else:
+            rows = [np.frombuffer(data, dtype=dt, count=n, offset=start + i * stride) for i in range(a.count)]
+            out = np.stack(rows) if rows else np.zeros((0, n), dtype=dt)
+    if a.normalized:
+        if dt.kind == "u":
+            out = out.astype(np.float64) / np.iinfo(dt).max
+        else:
+            out = np.maximum(out.astype(np.float64) / np.iinfo(dt).max, -1.0)
+    return out
+
+
+def read_glb_arrays(path) -> dict:
+    """Decoded arrays of the first skinned primitive and the skin (for checks)."""
+    g, blob = _load(path)
+    mesh_node = next(n for n in g.nodes if n.mesh is not None)
+    prim = g.meshes[mesh_node.mesh].primitives[0]
+    at = prim.attributes
+    out = {"POSITION": _read_accessor(g, blob, at.POSITION).astype(np.float64)}
+    for key in ("NORMAL", "COLOR_0", "JOINTS_0", "WEIGHTS_0"):
+        idx = getattr(at, key)
+        if idx is not None:
+            out[key] = _read_accessor(g, blob, idx)
+    out["indices"] = _read_accessor(g, blob, prim.indices).reshape(-1, 3).astype(np.int64)
+    if mesh_node.skin is not None:
+        skin = g.skins[mesh_node.skin]
+        out["joints"] = list(skin.joints)
+        out["inverse_bind_matrices"] = _read_accessor(g, blob, skin.inverseBindMatrices).reshape(-1, 4, 4).transpose(0, 2, 1)
+    return out
+
+
+def _sample(interp: str, times: np.ndarray, values: np.ndarray, t: float, path_: str) -> np.ndarray:
+    """Evaluate one sampler at time ``t`` (clamped to the keys)."""
+    if interp == "CUBICSPLINE":
+        values = values.reshape(len(times), 3, -1)
+        if t <= times[0]:
+            return values[0, 1]
+        if t >= times[-1]:
+            return values[-1, 1]
+        k = int(np.searchsorted(times, t, side="right") - 1)
+        dt = times[k + 1] - times[k]
+        s = (t - times[k]) / dt
+        p0, m0 = values[k, 1], dt * values[k, 2]
+        p1, m1 = values[k + 1, 1], dt * values[k + 1, 0]
+        v = ((2 * s**3 - 3 * s**2 + 1) * p0 + (s**3 - 2 * s**2 + s) * m0 + (-2 * s**3 + 3 * s**2) * p1
+             + (s**3 - s**2) * m1)
+        return v / np.linalg.norm(v) if path_ == "rotation" else v
+    if t <= times[0]:
+        return values[0]
+    if t >= times[-1]:
+        return values[-1]
+    k = int(np.searchsorted(times, t, side="right") - 1)
+    if interp == "STEP":
+        return values[k]
+    s = (t - times[k]) / (times[k + 1] - times[k])
+    a, b = values[k], values[k + 1]
+    if path_ != "rotation":
+        return (1 - s) * a + s * b
+    dot = float(np.dot(a, b))
+    if dot < 0:
+        b, dot = -b, -dot
+    if dot > 0.9995:
+        v = (1 - s) * a + s * b
+    else:
+        th = np.arccos(dot)
+        v = (np.sin((1 - s) * th) * a + np.sin(s * th) * b) / np.sin(th)
+    return v / np.linalg.norm(v)
+
+
+def read_glb_and_pose(path, frame: int | None = None, time: float | None = None, animation: int = 0) -> np.ndarray:
+    """Posed vertices ``(V, 3)`` of the first skinned mesh of a .glb, in world (glTF) coordinates.
+
+    Independent of the writer: reads the file with pygltflib, decodes accessors, applies
+    animation ``animation`` at key ``frame`` (the ``frame``-th time of the first channel's
+    input) or at ``time`` seconds (LINEAR / slerp, STEP, CUBICSPLINE; clamped), composes the
+    node hierarchy and evaluates linear blend skinning ``sum_k w_k J_k IBM_k X`` (the mesh
+    node's own transform is ignored, as the spec says).  With neither ``frame`` nor ``time``
+    the nodes' static TRS are used.  A mesh without a skin is returned in world coordinates
+    of its node.  Use :func:`opencv_from_gltf` on the result for a :func:`write_glb` file's
+    camera-space vertices.
+    """
+    g, blob = _load(path)
+    n_nodes = len(g.nodes)
+    local_trs = []
+    for n in g.nodes:
+        if n.matrix is not None:
+            local_trs.append(("M", np.asarray(n.matrix, dtype=np.float64).reshape(4, 4).T))
+        else:
+            local_trs.append(("TRS", {"translation": None if n.translation is None else np.asarray(n.translation, float),
+                                      "rotation": None if n.rotation is None else np.asarray(n.rotation, float),
+                                      "scale": None if n.scale is None else np.asarray(n.scale, float)}))
+    if (frame is not None or time is not None) and g.animations:
+        anim = g.animations[animation]
+        if time is None:
+            first = anim.samplers[anim.channels[0].sampler]
+            keys = _read_accessor(g, blob, first.input)[:, 0].astype(np.float64)
+            if not 0 <= frame < len(keys):
+                raise IndexError(f"frame {frame} outside the {len(keys)} keys")
+            time = float(keys[frame])
+        for ch in anim.channels:
+            smp = anim.samplers[ch.sampler]
+            node, path_ = ch.target.node, ch.target.path
+            if node is None or path_ not in ("translation", "rotation", "scale"):
+                continue
+            times = _read_accessor(g, blob, smp.input)[:, 0].astype(np.float64)
+            vals = _read_accessor(g, blob, smp.output).astype(np.float64)
+            v = _sample(smp.interpolation or "LINEAR", times, vals, time, path_)
+            kind, trs = local_trs[node]
+            if kind == "TRS":
+                trs[path_] = v
+    local = []
+    for kind, v in local_trs:
+        local.append(v if kind == "M" else _trs_matrix(v["translation"], v["rotation"], v["scale"]))
+    parent = [-1] * n_nodes
+    for i, n in enumerate(g.nodes):
+        for c in n.children or []:
+            parent[c] = i
+    world: list = [None] * n_nodes
+
+    def world_of(i):
+        if world[i] is None:
+            world[i] = local[i] if parent[i] < 0 else world_of(parent[i]) @ local[i]
+        return world[i]
+
+    mesh_node = next(i for i, n in enumerate(g.nodes) if n.mesh is not None)
+    arr = read_glb_arrays(path)
+    Xh = np.concatenate([arr["POSITION"], np.ones((len(arr["POSITION"]), 1))], 1)
+    if g.nodes[mesh_node].skin is None:
+        return (Xh @ world_of(mesh_node).T)[:, :3]
+    J = np.stack([world_of(j) for j in arr["joints"]]) @ arr["inverse_bind_matrices"]  # (B, 4, 4)
+    jid = arr["JOINTS_0"].astype(np.int64)
+    w = arr["WEIGHTS_0"].astype(np.float64)
+    M = np.einsum("vk,vkij->vij", w, J[jid])  # (V, 4, 4) blended joint matrices
+    return np.einsum("vij,vj->vi", M, Xh)[:, :3]
+
+
+def validate_glb(path) -> list[str]:
+    """Structural checks of a .glb (header, chunk alignment, accessor bounds, min/max, skin and
+    animation rules); returns the list of problems found (empty when none)."""
+    problems = []
+    raw = Path(path).read_bytes()
+    magic, version, length = struct.unpack_from("<4sII", raw, 0)
+    if magic != b"glTF" or version != 2 or length != len(raw):
+        problems.append(f"bad GLB header {magic!r} v{version} length {length} vs {len(raw)}")
+    jlen, jtype = struct.unpack_from("<I4s", raw, 12)
+    if jtype != b"JSON" or jlen % 4:
+        problems.append("JSON chunk missing or not 4-byte padded")
+    doc = json.loads(raw[20:20 + jlen])
+    off = 20 + jlen
+    blen, btype = struct.unpack_from("<I4s", raw, off)
+    if btype != b"BIN\0" or blen % 4:
+        problems.append("BIN chunk missing or not 4-byte padded")
+    if doc["buffers"][0]["byteLength"] > blen:
+        problems.append("buffer byteLength exceeds the BIN chunk")
+    g, blob = _load(path)
+    for i, bv in enumerate(doc["bufferViews"]):
+        if bv.get("byteOffset", 0) + bv["byteLength"] > doc["buffers"][bv["buffer"]]["byteLength"]:
+            problems.append(f"bufferView {i} out of the buffer")
+        if bv.get("byteOffset", 0) % 4:
+            problems.append(f"bufferView {i} not 4-byte aligned")
+    for i, a in enumerate(doc["accessors"]):
+        bv = doc["bufferViews"][a["bufferView"]]
+        size = np.dtype(_DTYPE[a["componentType"]]).itemsize
+        need = a.get("byteOffset", 0) + a["count"] * size * _NCOMP[a["type"]]
+        if need > bv["byteLength"]:
+            problems.append(f"accessor {i} overruns its bufferView")
+        if (bv.get("byteOffset", 0) + a.get("byteOffset", 0)) % size:
+            problems.append(f"accessor {i} misaligned")
+        if "min" in a:
+            v = _read_accessor(g, blob, i)
+            if not (np.allclose(v.min(0), a["min"], rtol=0, atol=0) and np.allclose(v.max(0), a["max"], rtol=0, atol=0)):
+                problems.append(f"accessor {i} min/max do not match the data")
+    mesh_node = next(n for n in doc["nodes"] if "mesh" in n)
+    prim = doc["meshes"][mesh_node["mesh"]]["primitives"][0]
+    at = prim["attributes"]
+    nv = doc["accessors"][at["POSITION"]]["count"]
+    for k, acc in at.items():
+        if doc["accessors"][acc]["count"] != nv:
+            problems.append(f"attribute {k} count differs from POSITION")
+        if doc["bufferViews"][doc["accessors"][acc]["bufferView"]].get("target") != _ARRAY_BUFFER:
+            problems.append(f"attribute {k} bufferView target is not ARRAY_BUFFER")
+    if "min" not in doc["accessors"][at["POSITION"]]:
+        problems.append("POSITION has no min/max")
+    arr = read_glb_arrays(path)
+    if arr["indices"].max() >= nv:
+        problems.append("index out of range")
+    if "NORMAL" in arr and not np.allclose(np.linalg.norm(arr["NORMAL"], axis=1), 1, atol=1e-5):
+        problems.append("NORMAL not unit length")
+    if "skin" in mesh_node:
+        skin = doc["skins"][mesh_node["skin"]]
+        nj = len(skin["joints"])
+        jnt, wts = arr["JOINTS_0"].astype(np.int64), arr["WEIGHTS_0"].astype(np.float64)
+        if jnt.max() >= nj:
+            problems.append("JOINTS_0 index >= number of joints")
+        if (wts < 0).any():
+            problems.append("negative weight")
+        if np.abs(wts.sum(1) - 1).max() > 2e-6:
+            problems.append(f"weights do not sum to 1 (max dev {np.abs(wts.sum(1) - 1).max():.2e})")
+        if ((wts == 0) & (jnt != 0)).any():
+            problems.append("zero-weight slots with non-zero joint index")
+        for v in range(len(jnt)):  # a joint at most once with non-zero weight
+            nz = jnt[v][wts[v] > 0]
+            if len(set(nz.tolist())) != len(nz):
+                problems.append(f"vertex {v}: joint repeated with non-zero weights")
+                break
+        if doc["accessors"][skin["inverseBindMatrices"]]["count"] < nj:
+            problems.append("fewer inverse bind matrices than joints")
+        ibm = arr["inverse_bind_matrices"]
+        if not np.allclose(ibm[:, 3], [0, 0, 0, 1], atol=1e-6):
+            problems.append("inverse bind matrices are not affine")
+    for a in doc.get("animations", []):
+        for ch in a["channels"]:
+            s = a["samplers"][ch["sampler"]]
+            ia, oa = doc["accessors"][s["input"]], doc["accessors"][s["output"]]
+            if "min" not in ia or "max" not in ia:
+                problems.append("animation input without min/max")
+            t = _read_accessor(g, blob, s["input"])[:, 0]
+            if len(t) > 1 and not (np.diff(t) > 0).all():
+                problems.append("animation times not strictly increasing")
+            if oa["count"] != ia["count"] * (3 if s.get("interpolation") == "CUBICSPLINE" else 1):
+                problems.append("sampler output count does not match input")
+            if ch["target"]["path"] == "rotation":
+                q = _read_accessor(g, blob, s["output"]).astype(np.float64)
+                if not np.allclose(np.linalg.norm(q, axis=1), 1, atol=1e-5):
+                    problems.append("rotation keys not unit quaternions")
+    return problems
