@@ -29,6 +29,8 @@ Algorithm (pure PyTorch, vectorised, no Python loop over pixels or faces):
 from __future__ import annotations
 
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import torch
@@ -224,6 +226,20 @@ def _argsort_bins(key: Tensor, n_keys: int) -> Tensor:
     return torch.sort(key)[1]
 
 
+def _n_workers(device: torch.device, n_chunks: int) -> int:
+    """Python threads used to evaluate fine-pass chunks concurrently on CPU.
+
+    The chunks are small (cache-sized), so intra-op parallelism barely kicks
+    in; running independent chunks in a few threads (PyTorch releases the GIL
+    inside its kernels) can use the cores instead.  Opt-in through the
+    environment variable ``LASR_RASTER_THREADS`` (default 1).
+    """
+    if device.type != "cpu" or n_chunks < 2:
+        return 1
+    n = int(os.environ.get("LASR_RASTER_THREADS", "1"))
+    return max(1, min(n, n_chunks))
+
+
 def _chunk_pairs(settings: RasterSettings, device: torch.device) -> int:
     if settings.chunk_pairs is not None:
         return int(settings.chunk_pairs)
@@ -376,18 +392,25 @@ def _fine_pass(
     bin_oy = ((loc // nbx) * S).to(dt)
     ar_s = torch.arange(S, device=dev, dtype=dt)
 
-    results: list[tuple[Tensor, ...]] = []
-    a = 0
-    for first, nbc, M in chunks:
-        b = a + nbc * M
+    offs = [0]
+    for _, nbc, M in chunks:
+        offs.append(offs[-1] + nbc * M)
+
+    def run(j: int) -> tuple[Tensor, ...]:
+        first, nbc, M = chunks[j]
+        a, b = offs[j], offs[j + 1]
         c = tab_t.index_select(1, fidx_all[a:b]).view(26, nbc, M)
-        results.append(
-            _fine_chunk(
-                c, bin_ox[first : first + nbc, None], bin_oy[first : first + nbc, None], ar_s,
-                face_all[a:b].view(nbc, M), K, r2,
-            )
+        return _fine_chunk(
+            c, bin_ox[first : first + nbc, None], bin_oy[first : first + nbc, None], ar_s,
+            face_all[a:b].view(nbc, M), K, r2,
         )
-        a = b
+
+    workers = _n_workers(dev, len(chunks))
+    if workers > 1:
+        with ThreadPoolExecutor(max_workers=workers) as ex:
+            results = list(ex.map(run, range(len(chunks))))
+    else:
+        results = [run(j) for j in range(len(chunks))]
     bb = bin_order // nbins
     byc, bxc = loc // nbx, loc % nbx
     for j, view in enumerate(views):
