@@ -1,0 +1,383 @@
+"""lasr.evaluate: metrics on synthetic clips, rasteriser checks, keypoint transfer, CLI,
+and (when the shared bench is present) agreement with the reference scorer."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lasr import evaluate as E
+
+BENCH = Path("/work/shared/bench/evaluate.py")
+CLIP = Path("/work/shared/data/cesiumman_walk")
+
+
+# ----------------------------------------------------------------------------
+# synthetic data
+# ----------------------------------------------------------------------------
+def uv_sphere(n_lat=14, n_lon=24):
+    """Closed UV sphere (unit radius): vertices (V,3), outward-wound faces (F,3)."""
+    verts = [(0.0, 0.0, 1.0)]
+    for i in range(1, n_lat):
+        th = np.pi * i / n_lat
+        for j in range(n_lon):
+            ph = 2 * np.pi * j / n_lon
+            verts.append((np.sin(th) * np.cos(ph), np.sin(th) * np.sin(ph), np.cos(th)))
+    verts.append((0.0, 0.0, -1.0))
+    V = np.array(verts)
+    F = []
+    ring = lambda i, j: 1 + (i - 1) * n_lon + (j % n_lon)  # noqa: E731
+    for j in range(n_lon):
+        F.append((0, ring(1, j), ring(1, j + 1)))
+    for i in range(1, n_lat - 1):
+        for j in range(n_lon):
+            a, b, c, d = ring(i, j), ring(i, j + 1), ring(i + 1, j), ring(i + 1, j + 1)
+            F += [(a, c, b), (b, c, d)]
+    last = len(V) - 1
+    for j in range(n_lon):
+        F.append((last, ring(n_lat - 1, j + 1), ring(n_lat - 1, j)))
+    return V, np.array(F, dtype=np.int64)
+
+
+def rot(axis, deg):
+    axis = np.asarray(axis, float) / np.linalg.norm(axis)
+    K = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
+    a = np.radians(deg)
+    return np.eye(3) + np.sin(a) * K + (1 - np.cos(a)) * K @ K
+
+
+def write_obj(path, V, F):
+    with open(path, "w") as fh:
+        np.savetxt(fh, V, fmt="v %.9g %.9g %.9g")
+        np.savetxt(fh, F + 1, fmt="f %d %d %d")
+
+
+W_IMG, H_IMG, FOCAL = 96, 80, 110.0
+
+
+def gt_vertices(n_frames=6):
+    """A bending, swinging 'worm' (elongated sphere) in camera space, one array per frame."""
+    V0, F = uv_sphere()
+    V0 = V0 * np.array([0.9, 0.35, 0.22])
+    out = []
+    for t in range(n_frames):
+        bend = 0.6 * np.sin(2 * np.pi * t / n_frames)
+        V = V0.copy()
+        V[:, 1] += bend * V[:, 0] ** 2  # bend along y
+        V = V @ rot([0, 1, 0.2], 25 * t).T + np.array([0.1 * t - 0.25, 0.05, 3.2])
+        out.append(V)
+    return out, F
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    root = tmp_path_factory.mktemp("clip")
+    (root / "gt" / "meshes").mkdir(parents=True)
+    (root / "masks").mkdir()
+    from PIL import Image
+
+    Vs, F = gt_vertices()
+    cams = {"width": W_IMG, "height": H_IMG, "frames": []}
+    diags = []
+    for i, V in enumerate(Vs):
+        write_obj(root / "gt" / "meshes" / f"{i:05d}.obj", V, F)
+        K = (FOCAL, FOCAL, (W_IMG - 1) / 2, (H_IMG - 1) / 2)
+        m = E.silhouette(V, F, K, W_IMG, H_IMG, ss=2)
+        Image.fromarray((m * 255).astype(np.uint8)).save(root / "masks" / f"{i:05d}.png")
+        cams["frames"].append({"frame": i, "fx": FOCAL, "fy": FOCAL, "cx": K[2], "cy": K[3],
+                               "width": W_IMG, "height": H_IMG})
+        diags.append(float(np.linalg.norm(V.max(0) - V.min(0))))
+    (root / "gt" / "cameras.json").write_text(json.dumps(cams))
+    (root / "gt" / "info.json").write_text(json.dumps({"bbox_diag": float(np.median(diags))}))
+    return root
+
+
+def make_pred(root, gt_root, transform, cams_scale=1, frames=None, F_override=None):
+    """Write PRED/final/{meshes,cameras.json}; ``transform(i, V, F) -> (V, F)``."""
+    fin = Path(root) / "final"
+    (fin / "meshes").mkdir(parents=True, exist_ok=True)
+    g = json.loads((Path(gt_root) / "gt" / "cameras.json").read_text())
+    ids = E._mesh_ids(Path(gt_root) / "gt" / "meshes")
+    for i in ids if frames is None else frames:
+        V, F = E.read_obj(Path(gt_root) / "gt" / "meshes" / f"{i:05d}.obj")
+        V, F = transform(i, V, F)
+        write_obj(fin / "meshes" / f"{i:05d}.obj", V, F)
+    s = cams_scale
+    cams = {"width": g["width"] * s, "height": g["height"] * s, "frames": [
+        {"frame": c["frame"], "fx": c["fx"] * s, "fy": c["fy"] * s, "cx": (c["cx"] + 0.5) * s - 0.5,
+         "cy": (c["cy"] + 0.5) * s - 0.5} for c in g["frames"]]}
+    (fin / "cameras.json").write_text(json.dumps(cams))
+    return Path(root)
+
+
+FAST = dict(n_points=4000, icp_points=1500)
+
+
+# ----------------------------------------------------------------------------
+# metrics on the synthetic clip
+# ----------------------------------------------------------------------------
+def test_identity(clip, tmp_path):
+    pred = make_pred(tmp_path, clip, lambda i, V, F: (V, F))
+    r = E.evaluate(pred, clip, **FAST)
+    s = r["summary"]
+    assert r["frames_evaluated"] == 6 and r["missing"] == []
+    assert s["per_frame"]["chamfer_pct"]["mean"] < 1.0  # sampling floor at 4k points
+    assert s["per_frame"]["f2"]["worst"] > 0.99 and s["sequence"]["f5"]["worst"] == 1.0
+    assert s["mask_iou"]["worst"] == 1.0  # same rasteriser made the masks
+    assert abs(r["sequence_transform"]["scale"] - 1) < 0.01
+    for row in r["frames"]:
+        assert abs(row["per_frame"]["scale"] - 1) < 0.01 and row["per_frame"]["rot_deg"] < 2.0
+
+
+def test_scale_about_camera_keeps_iou(clip, tmp_path):
+    pred = make_pred(tmp_path, clip, lambda i, V, F: (1.7 * V, F), cams_scale=2)  # also rescaled intrinsics
+    r = E.evaluate(pred, clip, **FAST)
+    s = r["summary"]
+    assert s["mask_iou"]["worst"] > 0.995
+    assert s["sequence"]["chamfer_pct"]["mean"] < 1.0
+    assert abs(r["sequence_transform"]["scale"] - 1 / 1.7) < 0.01
+
+
+def test_similarity_and_jitter(clip, tmp_path):
+    R = rot([1, 2, 0.5], 10)
+
+    def sim(i, V, F):
+        return 1.3 * (V - [0, 0, 3.2]) @ R.T + [0.05, -0.02, 3.4], F
+
+    r = E.evaluate(make_pred(tmp_path / "sim", clip, sim), clip, **FAST)
+    s = r["summary"]
+    assert s["per_frame"]["chamfer_pct"]["mean"] < 1.0 and s["sequence"]["chamfer_pct"]["mean"] < 1.0
+    assert s["mask_iou"]["mean"] < 0.9
+    assert abs(r["sequence_transform"]["scale"] - 1 / 1.3) < 0.01
+
+    scales = np.random.default_rng(0).uniform(0.6, 1.6, 6)
+    r = E.evaluate(make_pred(tmp_path / "jit", clip, lambda i, V, F: (V * scales[i], F)), clip, **FAST)
+    s = r["summary"]
+    assert s["per_frame"]["chamfer_pct"]["mean"] < 1.0
+    assert s["sequence"]["chamfer_pct"]["mean"] > 3.0  # drifting scale is punished only by the sequence fit
+    assert s["per_frame_scale_cv"] > 0.1
+
+
+def test_sphere_is_bad_and_missing_frames(clip, tmp_path):
+    SV, SF = uv_sphere(10, 16)
+
+    def sphere(i, V, F):
+        c = V.mean(0)
+        return SV * np.sqrt(((V - c) ** 2).sum(1).mean()) + c, SF
+
+    r = E.evaluate(make_pred(tmp_path, clip, sphere, frames=[0, 1, 2, 4, 5]), clip, **FAST)
+    s = r["summary"]
+    assert r["missing"] == [3] and r["frames_evaluated"] == 5
+    assert s["per_frame"]["chamfer_pct"]["mean"] > 3.0
+    assert s["per_frame"]["f2"]["mean"] < 0.7
+    assert s["mask_iou"]["mean"] < 0.85
+    assert s["mask_iou"]["worst_frame"] in (0, 1, 2, 4, 5)
+    # frames subset
+    r2 = E.evaluate(tmp_path, clip, frames="0:6:2", **FAST)
+    assert [row["frame"] for row in r2["frames"]] == [0, 2, 4]
+    assert r2["frames"][0]["per_frame"] == r["frames"][0]["per_frame"]  # seeds depend on the frame only
+
+
+# ----------------------------------------------------------------------------
+# geometry pieces
+# ----------------------------------------------------------------------------
+def test_umeyama_recovers_similarity():
+    rng = np.random.default_rng(1)
+    A = rng.normal(size=(200, 3))
+    R = rot([0.3, -1, 0.4], 37)
+    B = 2.5 * A @ R.T + [1, -2, 3]
+    s, R2, t = E.umeyama(A, B)
+    assert abs(s - 2.5) < 1e-9 and np.allclose(R2, R) and np.allclose(t, [1, -2, 3])
+
+
+def test_icp_matches_rebuilt_tree_version():
+    """The inverse-mapped query equals rebuilding a tree on the moved prediction."""
+    from scipy.spatial import cKDTree
+
+    V, F = uv_sphere()
+    G = E.sample_surface(V * [1, 0.5, 0.3], F, 1500, 1)
+    P = E.sample_surface(V * [1, 0.5, 0.3] * 2 + 0.3, F, 1500, 2)
+    T = (0.6, rot([0, 0, 1], 5), np.array([0.1, 0, 0]))
+    d_ref, j_ref = cKDTree(E._fwd(T, P)).query(G)
+    d, j = cKDTree(P).query(E._inv(T, G))
+    assert np.array_equal(j, j_ref) and np.allclose(d * T[0], d_ref)
+    s, R, t = E.icp_similarity([P], [G])
+    assert abs(s - 0.5) < 0.02
+
+
+def test_silhouette_matches_analytic_sphere():
+    V, F = uv_sphere(64, 128)
+    c, r = np.array([0.2, -0.1, 4.0]), 1.0
+    K, W, H = (120.0, 120.0, 63.5, 55.5), 128, 112
+    m = E.silhouette(V * r + c, F, K, W, H, ss=1)
+    u, v = np.meshgrid(np.arange(W), np.arange(H))
+    d = np.stack([(u - K[2]) / K[0], (v - K[3]) / K[1], np.ones_like(u, float)], -1)
+    d /= np.linalg.norm(d, axis=-1, keepdims=True)
+    b = d @ c
+    hit = b * b - (c @ c - r * r) >= 0
+    # the tessellated sphere is slightly inside the true one: disagreement only at the rim
+    assert (m != hit).mean() < 0.01 and (m & ~hit).sum() == 0
+    # supersampled coverage >= 0.5 equals the plain mask of the 2x render pooled
+    m2 = E.silhouette(V * r + c, F, K, W, H, ss=2)
+    assert abs(m2.sum() - m.sum()) / m.sum() < 0.02
+
+
+def test_silhouette_drops_faces_behind_camera_and_empty():
+    V = np.array([[0, 0, 1.0], [1, 0, 1.0], [0, 1, -1.0]])
+    assert not E.silhouette(V, np.array([[0, 1, 2]]), (50, 50, 20, 20), 40, 40).any()
+    assert not E.silhouette(V, np.zeros((0, 3), int), (50, 50, 20, 20), 40, 40).any()
+    V[2, 2] = 1.0
+    assert E.silhouette(V, np.array([[0, 1, 2]]), (50, 50, 20, 20), 40, 40).sum() > 100
+
+
+def test_pick_surface_point_on_ray():
+    V, F = uv_sphere()
+    V = V + [0, 0, 3.0]
+    K = (100.0, 100.0, 50.0, 50.0)
+    pts = np.array([[50.0, 50.0], [60.3, 41.7], [0.0, 0.0]])
+    face, bary = E.pick_surface(V, F, K, pts)
+    assert face[2] == -1 and (face[:2] >= 0).all()
+    X = (bary[:2, :, None] * V[F[face[:2]]]).sum(1)
+    uv = np.stack([K[0] * X[:, 0] / X[:, 2] + K[2], K[1] * X[:, 1] / X[:, 2] + K[3]], 1)
+    assert np.allclose(uv, pts[:2], atol=1e-6)
+    assert (X[:, 2] < 3.0).all()  # the front half of the sphere
+
+
+# ----------------------------------------------------------------------------
+# keypoints
+# ----------------------------------------------------------------------------
+def test_keypoint_transfer(clip, tmp_path):
+    V0, _ = E.read_obj(clip / "gt" / "meshes" / "00000.obj")
+    vid = np.random.default_rng(0).choice(len(V0), 12, replace=False)
+    kp_path = tmp_path / "keypoints.json"
+    kp = E.make_keypoints(clip, vid, out=kp_path)
+    vis = np.array([[k[2] for k in f["keypoints"]] for f in kp["frames"]])
+    assert 0.2 < vis.mean() < 0.9  # a sphere-like body hides about half of its points
+
+    r = E.evaluate(make_pred(tmp_path / "id", clip, lambda i, V, F: (V, F), cams_scale=2), clip,
+                   keypoints=kp_path, **FAST)
+    assert r["summary"]["keypoint_pck"]["pooled"] == 1.0
+    assert r["keypoints"]["tests"] > 0
+
+    V_first = {}
+
+    def frozen(i, V, F):  # frame-0 shape re-centred on each frame: wrong articulation / rotation
+        V_first.setdefault("v", V)
+        return V_first["v"] - V_first["v"].mean(0) + V.mean(0), F
+
+    r2 = E.evaluate(make_pred(tmp_path / "frozen", clip, frozen), clip, keypoints=kp_path, **FAST)
+    assert r2["summary"]["keypoint_pck"]["pooled"] < 0.9
+    assert "keypoint PCK" in E.format_table(r2)
+
+    # a default gt/keypoints.json is picked up; keypoints=False skips it
+    r3 = E.evaluate(tmp_path / "id", clip, keypoints=False, **FAST)
+    assert "keypoint_pck" not in r3["summary"]
+
+
+def test_keypoint_snapping_off_silhouette():
+    V, F = uv_sphere()
+    meshes = {0: (V + [0, 0, 4.0], F), 1: (V + [0.2, 0, 4.0], F)}
+    K = (60.0, 60.0, 31.5, 31.5)
+    cams = {0: K, 1: K}
+    # keypoint 0 just outside the silhouette in frame 0: snapped onto the rim
+    kps = {0: np.array([[31.5, 31.5, 1], [31.5 + 17.0, 31.5, 1]]),
+           1: np.array([[31.5 + 3.0, 31.5, 1], [31.5 + 18.5, 31.5, 1]])}
+    res = E.keypoint_transfer(meshes, cams, kps, {0: 900.0, 1: 900.0}, (64, 64))
+    assert res["snapped"] == 1 and res["tests"] == 4 and res["pck"] == 1.0
+
+
+# ----------------------------------------------------------------------------
+# I/O and command line
+# ----------------------------------------------------------------------------
+def test_read_obj_polygons_and_cameras(tmp_path):
+    p = tmp_path / "m.obj"
+    p.write_text("v 0 0 0 1 0 0\nv 1 0 0\nv 1 1 0\nv 0 1 0\nvt 0 0\nf 1/1/1 2/1 3 4\nf -4 -3 -1\n")
+    V, F = E.read_obj(p)
+    assert V.shape == (4, 3) and F.tolist() == [[0, 1, 2], [0, 2, 3], [0, 1, 3]]
+    c = tmp_path / "c.json"
+    c.write_text(json.dumps({"fx": 1, "fy": 2, "cx": 3, "cy": 4, "width": 10, "height": 8}))
+    cams = E.read_cameras(c)
+    assert 17 in cams and cams[17]["fy"] == 2.0 and cams[5]["width"] == 10
+    c.write_text(json.dumps([{"fx": 1, "fy": 2, "cx": 3, "cy": 4}, {"fx": 5, "fy": 2, "cx": 3, "cy": 4}]))
+    assert E.read_cameras(c)[1]["fx"] == 5.0
+    assert E.parse_frames("0:10:4") == [0, 4, 8] and E.parse_frames("3,5") == [3, 5] and E.parse_frames(None) is None
+
+
+def test_cli_writes_json(clip, tmp_path, capsys):
+    pred = make_pred(tmp_path / "run", clip, lambda i, V, F: (V, F))
+    out = tmp_path / "res" / "r.json"
+    rc = E.main([f"run={pred}", f"gt={clip}", "frames=0:6:3", f"out={out}", "points=3000", "icp_points=1000"])
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "mask IoU" in text and "per-frame sim Chamfer" in text
+    r = json.loads(out.read_text())
+    assert [row["frame"] for row in r["frames"]] == [0, 3]
+    assert set(r["summary"]) >= {"per_frame", "sequence", "mask_iou", "per_frame_scale_cv"}
+    assert E.main(["gt=x"]) == 2 and E.main(["run=a", "gt=b", "bogus=1"]) == 2
+
+
+# ----------------------------------------------------------------------------
+# agreement with the shared bench scorer (development clip)
+# ----------------------------------------------------------------------------
+def _run_bench(pred, frames, out):
+    subprocess.run([sys.executable, str(BENCH), "--pred", str(pred), "--gt", str(CLIP), "--frames", frames,
+                    "--out", str(out)], check=True, capture_output=True, timeout=600)
+    return json.loads(Path(out).read_text())
+
+
+def _compare(ref, mine, tol=0.01):
+    bad = []
+    for mode in ("per_frame", "sequence"):
+        for m in ("chamfer_pct", "f2", "f5"):
+            for st in ("mean", "median", "worst"):
+                a, b = ref["summary"][mode][m][st], mine["summary"][mode][m][st]
+                if abs(a - b) > tol * max(abs(a), 1e-12):
+                    bad.append((mode, m, st, a, b))
+    for st in ("mean", "median", "worst"):
+        a, b = ref["summary"]["mask_iou"][st], mine["summary"]["mask_iou"][st]
+        if abs(a - b) > tol * max(abs(a), 1e-12):
+            bad.append(("iou", st, a, b))
+    return bad
+
+
+@pytest.mark.skipif(not (BENCH.exists() and CLIP.exists()), reason="shared bench / development clip not present")
+def test_agrees_with_shared_scorer(tmp_path):
+    R = rot([0.3, 1, 0.2], 8)
+    rng = np.random.default_rng(3)
+
+    def sim_noise(i, V, F):
+        c = V.mean(0)
+        return 1.3 * ((V - c) @ R.T + c) + [0.02, -0.03, 0.1] + rng.normal(scale=0.01, size=V.shape), F
+
+    frames = "0:48:12"
+    pred = make_pred(tmp_path / "simnoise", CLIP, sim_noise, cams_scale=2, frames=range(0, 48, 12))
+    # perturb the predicted intrinsics too (IoU below 1)
+    cj = json.loads((pred / "final" / "cameras.json").read_text())
+    for c in cj["frames"]:
+        c["fx"] *= 1.05
+        c["fy"] *= 1.05
+        c["cx"] += 3
+    (pred / "final" / "cameras.json").write_text(json.dumps(cj))
+    ref = _run_bench(pred / "final", frames, tmp_path / "ref.json")
+    mine = E.evaluate(pred, CLIP, frames=frames)
+    assert _compare(ref, mine) == []
+    assert mine["summary"]["mask_iou"]["mean"] < 0.95  # a non-trivial IoU was compared
+
+    SV, SF = uv_sphere(24, 48)
+
+    def sphere(i, V, F):
+        c = V.mean(0)
+        return SV * np.sqrt(((V - c) ** 2).sum(1).mean()) + c, SF
+
+    frames = "20"  # one frame: nearest-neighbour queries against a sphere are slow in both scorers
+    pred = make_pred(tmp_path / "sphere", CLIP, sphere, frames=[20])
+    ref = _run_bench(pred / "final", frames, tmp_path / "ref2.json")
+    mine = E.evaluate(pred, CLIP, frames=frames)
+    assert _compare(ref, mine) == []
+    assert mine["summary"]["per_frame"]["f2"]["mean"] < 0.5
