@@ -335,7 +335,7 @@ def write_glb(path, skeleton, colors=None, *, fps: float = 10.0, include_root: b
 
     joints, w4 = top_k_weights(Wd, 4)
     Wt = np.zeros_like(Wd)
-    np.put_along_axis(Wt, joints, w4.astype(np.float64), 1)  # zero slots add 0 to joint 0
+    np.add.at(Wt, (np.repeat(np.arange(V), 4), joints.reshape(-1)), w4.reshape(-1).astype(np.float64))
     Rr_used = _matrix_from_quat(q_root)
     dense = posed_vertices(X, Wd / np.maximum(Wd.sum(1, keepdims=True), 1e-300), G, Rr_used, t_root)
     trunc = posed_vertices(X, Wt, G, Rr_used, t_root)
