@@ -9,7 +9,10 @@ Command line (``key=value`` arguments)::
 ``meshes/%05d.obj`` and ``cameras.json``); ``gt=`` is a clip folder holding
 ``gt/meshes/%05d.obj``, ``gt/cameras.json``, ``gt/info.json`` and ``masks/%05d.png``
 (or the ``gt/`` folder itself).  ``frames=`` is ``start:stop[:step]`` or a
-comma list of GT frame numbers.
+comma list of GT frame numbers.  Predicted mesh ``k`` is compared with GT frame
+``k``, unless the prediction's cameras.json gives ``source_frame`` values that
+differ from ``frame`` (a fit on a subset / stride of the video): then mesh ``k``
+is compared with GT frame ``source_frame[k]`` (and a warning says so).
 
 The metrics follow the shared bench scorer's definitions (and its sampling
 seeds, so the numbers agree with it up to floating-point rounding):
@@ -152,6 +155,15 @@ class _SameForAll(dict):
 
     def get(self, key, default=None):
         return self._cam
+
+
+def source_frames(path) -> dict[int, int]:
+    """``{frame: source_frame}`` from a fit's cameras.json (empty when not given)."""
+    with open(path) as fh:
+        d = json.load(fh)
+    items = d.get("frames", []) if isinstance(d, dict) else d
+    return {int(c.get("frame", i)): int(c["source_frame"]) for i, c in enumerate(items)
+            if isinstance(c, dict) and "source_frame" in c}
 
 
 def _read_mask(path) -> np.ndarray:
@@ -560,13 +572,21 @@ def evaluate(pred_dir, gt_dir, frames=None, *, keypoints=None, n_points: int = 2
         with open(os.path.join(gdir, "info.json")) as fh:
             info = json.load(fh)
     pmesh = os.path.join(pdir, "meshes")
-    present = [i for i in ids if os.path.exists(os.path.join(pmesh, f"{i:05d}.obj"))]
+    warnings: list[str] = []
+    pcam_path = os.path.join(pdir, "cameras.json")
+    pcams_raw = read_cameras(pcam_path, len(ids)) if os.path.exists(pcam_path) else None
+    # GT frame -> predicted frame: by file number, unless the prediction's cameras.json maps
+    # its processed frames to other source frames (a fit on a frame subset / stride)
+    src = source_frames(pcam_path) if os.path.exists(pcam_path) else {}
+    pred_of = {i: i for i in _mesh_ids(pmesh)}
+    if src and any(k != v for k, v in src.items()):
+        pred_of = {v: k for k, v in src.items() if os.path.exists(os.path.join(pmesh, f"{k:05d}.obj"))}
+        warnings.append("predicted frames matched to GT frames through cameras.json source_frame")
+    pcams = None if pcams_raw is None else {g: pcams_raw[p] for g, p in pred_of.items() if p in pcams_raw}
+    present = [i for i in ids if i in pred_of]
     missing = [i for i in ids if i not in present]
     if not present:
         raise FileNotFoundError(f"no predicted meshes matching the GT frames under {pmesh}")
-    warnings: list[str] = []
-    pcams = read_cameras(os.path.join(pdir, "cameras.json"), len(ids)) if os.path.exists(
-        os.path.join(pdir, "cameras.json")) else None
     gcams = read_cameras(os.path.join(gdir, "cameras.json"), len(ids))
 
     rng = np.random.default_rng(12345)
@@ -574,7 +594,7 @@ def evaluate(pred_dir, gt_dir, frames=None, *, keypoints=None, n_points: int = 2
     for i in present:
         Vg, Fg = read_obj(os.path.join(gdir, "meshes", f"{i:05d}.obj"))
         try:
-            Vp, Fp = read_obj(os.path.join(pmesh, f"{i:05d}.obj"))
+            Vp, Fp = read_obj(os.path.join(pmesh, f"{pred_of[i]:05d}.obj"))
             if len(Fp) == 0 or not np.isfinite(Vp).all():
                 raise ValueError("empty or non-finite mesh")
             P = sample_surface(Vp, Fp, n_points, seed=2_000_003 + i)

@@ -116,7 +116,7 @@ def make_pred(root, gt_root, transform, cams_scale=1, frames=None, F_override=No
     return Path(root)
 
 
-FAST = dict(n_points=4000, icp_points=1500)
+FAST = dict(n_points=2500, icp_points=800)
 
 
 # ----------------------------------------------------------------------------
@@ -182,6 +182,23 @@ def test_sphere_is_bad_and_missing_frames(clip, tmp_path):
     r2 = E.evaluate(tmp_path, clip, frames="0:6:2", **FAST)
     assert [row["frame"] for row in r2["frames"]] == [0, 2, 4]
     assert r2["frames"][0]["per_frame"] == r["frames"][0]["per_frame"]  # seeds depend on the frame only
+
+
+def test_source_frame_mapping(clip, tmp_path):
+    """A fit on every 2nd frame numbers its meshes 0..2; cameras.json source_frame maps them back."""
+    fin = tmp_path / "final"
+    (fin / "meshes").mkdir(parents=True)
+    cams = {"width": W_IMG, "height": H_IMG, "frames": []}
+    for k, src in enumerate([0, 2, 4]):
+        V, F = E.read_obj(clip / "gt" / "meshes" / f"{src:05d}.obj")
+        write_obj(fin / "meshes" / f"{k:05d}.obj", V, F)
+        cams["frames"].append({"frame": k, "source_frame": src, "fx": FOCAL, "fy": FOCAL,
+                               "cx": (W_IMG - 1) / 2, "cy": (H_IMG - 1) / 2})
+    (fin / "cameras.json").write_text(json.dumps(cams))
+    r = E.evaluate(tmp_path, clip, **FAST)
+    assert [row["frame"] for row in r["frames"]] == [0, 2, 4] and r["missing"] == [1, 3, 5]
+    assert r["summary"]["mask_iou"]["worst"] == 1.0
+    assert any("source_frame" in w for w in r["warnings"])
 
 
 # ----------------------------------------------------------------------------
