@@ -263,9 +263,9 @@ class Fitter:
             self.optimizer.zero_grad(set_to_none=True)
             total.backward()
             self.optimizer.step()
-            rec = {k: float(v) for k, v in terms.items()}
+            rec = {k: float(v.detach()) for k, v in terms.items()}
             rec.update({k: float(v) for k, v in diag.items()})
-            rec["total"] = float(total)
+            rec["total"] = float(total.detach())
             recent = (recent + [rec])[-10:]
             if on_step:
                 on_step(rec)

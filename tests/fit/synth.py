@@ -1,0 +1,41 @@
+"""Synthetic observations rendered by the project's own renderer from a known shape and motion."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from lasr.data import VideoData, crop_boxes
+from lasr.geometry.mesh import icosphere
+from lasr.geometry.rotations import axis_angle_to_matrix
+from lasr.render import RasterSettings, render
+
+
+def ellipsoid_scene(T: int = 8, size: int = 64, turn_deg: float = 6.0, axes=(1.0, 0.55, 0.4)):
+    """A colored ellipsoid turning about its vertical axis in front of the camera.
+
+    Returns (VideoData, true camera-space vertices (T,V,3), faces, K (4,)).
+    """
+    V, F = icosphere(2)
+    V = V * torch.tensor(axes)
+    colors = (V - V.min(0).values) / (V.max(0).values - V.min(0).values)
+    f = 1.0 * size
+    K = torch.tensor([f, f, (size - 1) / 2, (size - 1) / 2])
+    verts = []
+    for t in range(T):
+        R = axis_angle_to_matrix(torch.tensor([0.3, math.radians(20 + turn_deg * t), 0.0]))
+        verts.append(V @ R.T + torch.tensor([0.05 * math.sin(t / 2), 0.02 * t - 0.05, 3.2]))
+    verts = torch.stack(verts)
+    Ks = K.expand(T, 4)
+    hard = RasterSettings(image_size=(size, size), sigma=0.0, faces_per_pixel=1)
+    soft = RasterSettings(image_size=(size, size), sigma=1e-3, faces_per_pixel=4)
+    with torch.no_grad():
+        mask = render(verts, F, Ks, hard, silhouette=False).mask.float()
+        rgb = render(verts, F, Ks, soft, silhouette=False, attributes=colors).attributes
+        fw = render(verts[:-1], F, Ks[:-1], soft, silhouette=False, verts_next=verts[1:], cameras_next=Ks[1:]).flow
+        bw = render(verts[1:], F, Ks[1:], soft, silhouette=False, verts_next=verts[:-1], cameras_next=Ks[:-1]).flow
+    conf = torch.ones(T - 1, size, size)
+    data = VideoData(rgb=rgb.clamp(0, 1), mask=mask, flow_fw=fw, flow_bw=bw, conf_fw=conf, conf_bw=conf.clone(),
+                     boxes=crop_boxes(mask), source_frames=torch.arange(T), source_size=(size, size))
+    return data, verts, F, K

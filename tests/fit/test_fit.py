@@ -1,0 +1,151 @@
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import lasr.losses as L
+from lasr.config import conf_dir
+from lasr.errors import LasrError
+from lasr.export import write_final
+from lasr.geometry.mesh import load_obj
+from lasr.trainer import Fitter, hypothesis_rotations
+
+from .synth import ellipsoid_scene
+
+SCHEDULES = sorted(p.stem for p in (conf_dir() / "stages").glob("*.yaml"))
+
+
+def test_hypothesis_rotations_are_distinct_rotations():
+    R = hypothesis_rotations(16)
+    assert R.shape == (16, 3, 3)
+    assert torch.allclose(R @ R.transpose(1, 2), torch.eye(3).expand(16, 3, 3), atol=1e-5)
+    d = (R[:, None] - R[None]).flatten(2).norm(dim=-1) + torch.eye(16) * 10
+    assert d.min() > 0.3  # no two hypotheses alike
+
+
+def test_synthetic_scene_is_recovered(compose_cfg, tmp_path):
+    torch.manual_seed(0)
+    data, true_verts, _, _ = ellipsoid_scene(T=8, size=128)
+    cfg = compose_cfg("stages=rigid", "stages.rigid.iters=150", "stages.rigid.hypotheses=1",
+                      "stages.refine.iters=60", "stages.refine.resolution=64", "train.progress=false")
+    fitter = Fitter(cfg, data, tmp_path, torch.device("cpu"))
+    before = fitter.full_frame_iou().mean()
+    fitter.fit()
+    iou = fitter.full_frame_iou()
+    assert before < 0.8 and iou.min() >= 0.9, (before, iou)
+
+
+@pytest.mark.parametrize("schedule", SCHEDULES)
+def test_every_schedule_runs_end_to_end(schedule, compose_cfg, tmp_path):
+    assert {"lasr", "fast", "rigid"} <= set(SCHEDULES)
+    data, *_ = ellipsoid_scene(T=4, size=48)
+    cfg = compose_cfg(f"stages={schedule}", "train.max_steps_per_stage=2", "train.progress=false",
+                      "train.image_every=1", "train.log_every=1")
+    from torch.utils.tensorboard import SummaryWriter
+
+    with SummaryWriter(str(tmp_path / "tb")) as writer:
+        fitter = Fitter(cfg, data, tmp_path, torch.device("cpu"), writer)
+        results = fitter.fit()
+    assert [r.name for r in results] == list(cfg.stages.keys())
+    expected_steps = sum(min(2, s.iters) for s in cfg.stages.values())
+    assert fitter.global_step == expected_steps
+    final = write_final(fitter, tmp_path / "final", {r.name: r.seconds for r in results})
+    assert sorted(p.name for p in (final / "meshes").iterdir()) == [f"{i:05d}.obj" for i in range(4)]
+    cams = json.loads((final / "cameras.json").read_text())
+    assert cams["width"] == 48 and len(cams["frames"]) == 4 and cams["frames"][3]["source_frame"] == 3
+    metrics = json.loads((final / "metrics.json").read_text())
+    assert len(metrics["frames"]) == 4 and 0 <= metrics["mean_mask_iou"] <= 1
+    skel = np.load(final / "skeleton.npz")
+    V, F = load_obj(final / "meshes" / "00002.obj")
+    assert skel["skinning_weights"].shape == (V.shape[0], fitter.model.num_bones)
+    assert np.allclose(skel["skinning_weights"].sum(1), 1, atol=1e-5)
+    last = list(cfg.stages.values())[-1]
+    if last.num_faces:
+        assert abs(F.shape[0] - last.num_faces) <= 0.05 * last.num_faces
+    assert any(p.name.startswith("events") for p in (tmp_path / "tb").iterdir())
+
+
+def test_output_meshes_project_with_output_cameras(compose_cfg, tmp_path):
+    """final/meshes + final/cameras.json reproduce the model's silhouettes (the contract)."""
+    data, *_ = ellipsoid_scene(T=3, size=48)
+    cfg = compose_cfg("stages=rigid", "train.max_steps_per_stage=3", "train.progress=false")
+    fitter = Fitter(cfg, data, tmp_path, torch.device("cpu"))
+    fitter.fit()
+    final = write_final(fitter, tmp_path / "final", {})
+    cams = json.loads((final / "cameras.json").read_text())["frames"]
+    for t in range(3):
+        V, _ = load_obj(final / "meshes" / f"{t:05d}.obj")
+        c = cams[t]
+        uv = np.stack([c["fx"] * V[:, 0] / V[:, 2] + c["cx"], c["fy"] * V[:, 1] / V[:, 2] + c["cy"]], -1)
+        with torch.no_grad():
+            ref = fitter.model(torch.tensor([t]))[0]
+            K = fitter.model.focal(torch.tensor([t])) * 48
+        ref_uv = (ref[:, :2] / ref[:, 2:] * K + 23.5).numpy()
+        np.testing.assert_allclose(uv, ref_uv, atol=1e-3)
+
+
+def test_resume_continues_where_it_stopped(compose_cfg, tmp_path):
+    data, *_ = ellipsoid_scene(T=4, size=48)
+    cfg = compose_cfg("stages=fast", "train.max_steps_per_stage=4", "train.checkpoint_every=1",
+                      "train.progress=false", "stages.rigid.hypotheses=1")
+
+    class Stop(Exception):
+        pass
+
+    first = Fitter(cfg, data, tmp_path, torch.device("cpu"))
+    real_log = first._log_step
+
+    def interrupt(stage, name, rec):
+        real_log(stage, name, rec)
+        if first.global_step == 6:  # stage 2, step 2
+            raise Stop
+
+    first._log_step = interrupt
+    with pytest.raises(Stop):
+        first.fit()
+    snapshot = {k: v.clone() for k, v in first.model.state_dict().items()}
+
+    second = Fitter(cfg, data, tmp_path, torch.device("cpu"))
+    second.load_checkpoint(tmp_path / "ckpt" / "last.pt")
+    assert (second.stage_index, second.stage_step, second.global_step) == (1, 2, 6)
+    assert second.model.num_bones == cfg.stages.articulate.num_bones
+    for k, v in second.model.state_dict().items():
+        assert torch.equal(v, snapshot[k]), k
+    results = second.fit()
+    assert [r.name for r in results] == ["rigid", "articulate", "refine"]
+    assert second.global_step == 12
+
+
+def test_nan_loss_stops_with_step_term_and_checkpoint(compose_cfg, tmp_path, monkeypatch):
+    data, *_ = ellipsoid_scene(T=4, size=48)
+    cfg = compose_cfg("stages=rigid", "train.max_steps_per_stage=3", "train.progress=false",
+                      "stages.rigid.hypotheses=1")
+    real = L.flow_loss
+    calls = {"n": 0}
+
+    def sometimes_nan(*a, **k):
+        calls["n"] += 1
+        return real(*a, **k) * (float("nan") if calls["n"] == 5 else 1.0)
+
+    monkeypatch.setattr(L, "flow_loss", sometimes_nan)
+    fitter = Fitter(cfg, data, tmp_path, torch.device("cpu"))
+    with pytest.raises(LasrError, match=r"stage 'refine', step 1 .*term 'flow'.*stage00_rigid\.pt|last\.pt"):
+        fitter.fit()
+
+
+def test_stage_change_does_not_undo_the_fit(compose_cfg, tmp_path):
+    torch.manual_seed(0)
+    data, *_ = ellipsoid_scene(T=4, size=64)
+    cfg = compose_cfg("stages=lasr", "train.progress=false")
+    fitter = Fitter(cfg, data, tmp_path, torch.device("cpu"))
+    stages = dict(cfg.stages)
+    fitter._change_structure(stages["bones21"])  # 21 bones
+    with torch.no_grad():  # a strong, smooth articulation
+        m = fitter.model
+        m.bone_rot.add_(0.25 * torch.randn_like(m.bone_rot))
+        m.bone_trans.add_(0.05 * torch.randn_like(m.bone_trans))
+    before, after = fitter._change_structure(stages["bones36"])  # 36 bones and remesh to 2880 faces
+    assert fitter.model.num_bones == 36 and abs(fitter.model.faces.shape[0] - 2880) < 150
+    assert abs(before - after) <= 0.02, (before, after)
