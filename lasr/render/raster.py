@@ -226,6 +226,41 @@ def _argsort_bins(key: Tensor, n_keys: int) -> Tensor:
     return torch.sort(key)[1]
 
 
+def _row_min(x: Tensor) -> Tensor:
+    """Per-pixel minimum over the candidates (0 where there is none)."""
+    m = x.amin(-1, keepdim=True)
+    return m.masked_fill_(torch.isinf(m), 0.0)
+
+
+def ranking_weights(settings: RasterSettings) -> tuple[float, float, str]:
+    """``(a, b, mode)`` of the score used to choose the ``K`` faces kept per
+    pixel among the candidates (lower is better), ``settings.rank`` being:
+
+    * ``"weight"``: ``a z + b max(0, -s d^2)``, i.e. ``-log`` of the SoftRas
+      blend weight ``D exp((zeta - zeta_max) / gamma)`` up to a per-pixel
+      constant, with ``a = 1 / ((far - near) gamma)``, ``b = 1 / sigma`` and
+      ``-log D`` replaced by its leading term (``d^2 / sigma`` outside, 0
+      inside).  Keeps the faces that dominate colours and flow.
+    * ``"coverage"``: ``b s' d^2`` with ``s' = -1`` inside, ``+1`` outside
+      (``-log D`` up to its leading terms; depth breaks ties).  Keeps the
+      faces that dominate the silhouette ``1 - prod(1 - D)``.
+    * ``"hybrid"`` (default): ``min(weight - min_pixel(weight), coverage -
+      min_pixel(coverage))``: a face is kept if it is among the most important
+      for either, so the silhouette stays close to the untruncated SoftRas
+      silhouette and colours/flow close to the untruncated blend.
+    * ``"depth"``: ``z`` only (PyTorch3D's K nearest).  When faces are smaller
+      than the blur radius this drops the face covering the pixel as soon as
+      K nearer faces lie within the blur radius.
+
+    ``z`` is the ranking depth (:attr:`Fragments.zbuf`), ``d^2`` the squared
+    screen distance.  With ``sigma == 0`` only faces containing the pixel are
+    candidates and all modes reduce to ``"depth"``.
+    """
+    a = 1.0 / ((settings.far - settings.near) * settings.gamma)
+    b = 1.0 / settings.sigma if settings.sigma > 0 else 0.0
+    return a, b, settings.rank
+
+
 def _n_workers(device: torch.device, n_chunks: int) -> int:
     """Python threads used to evaluate fine-pass chunks concurrently on CPU.
 
@@ -392,6 +427,7 @@ def _fine_pass(
     bin_oy = ((loc // nbx) * S).to(dt)
     ar_s = torch.arange(S, device=dev, dtype=dt)
 
+    rank = ranking_weights(settings)
     offs = [0]
     for _, nbc, M in chunks:
         offs.append(offs[-1] + nbc * M)
@@ -402,7 +438,7 @@ def _fine_pass(
         c = tab_t.index_select(1, fidx_all[a:b]).view(26, nbc, M)
         return _fine_chunk(
             c, bin_ox[first : first + nbc, None], bin_oy[first : first + nbc, None], ar_s,
-            face_all[a:b].view(nbc, M), K, r2,
+            face_all[a:b].view(nbc, M), K, r2, rank,
         )
 
     workers = _n_workers(dev, len(chunks))
@@ -418,7 +454,8 @@ def _fine_pass(
 
 
 def _fine_chunk(
-    c: Tensor, ox: Tensor, oy: Tensor, ar_s: Tensor, face_ids: Tensor, K: int, r2: float
+    c: Tensor, ox: Tensor, oy: Tensor, ar_s: Tensor, face_ids: Tensor, K: int, r2: float,
+    rank: tuple[float, float, str],
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Evaluate the ``S x S`` pixels of ``nbc`` bins against their ``M``
     candidate slots and keep the ``K`` nearest.
@@ -453,28 +490,45 @@ def _fine_chunk(
     d2e.addcmul_(q, q)  # (3, ...) squared distance to each edge segment
     d2 = torch.minimum(d2e[0], d2e[1])
     torch.minimum(d2, d2e[2], out=d2)
-    # ranking key: plane inverse depth, clamped to the face's inverse-depth range
-    key = torch.clamp(invz, min=c[24], max=c[25])
+    # ranking depth: the plane's depth along the ray, clamped to the face's depth range
+    zr = torch.clamp(invz, min=c[24], max=c[25]).reciprocal_()
+    # ranking score, lower is better (see ranking_weights)
+    a, b, mode = rank
+    sd = torch.where(inside, -d2, d2)  # negative inside
     far = d2 > r2
     far &= ~inside
-    key.masked_fill_(far, -math.inf)
+    sd.masked_fill_(far, math.inf)
+    if mode == "depth" or b == 0.0:
+        score = zr.masked_fill(far, math.inf)
+    elif mode == "coverage":
+        score = sd * b
+        score.add_(zr, alpha=a * 1e-6)  # depth only breaks ties
+    else:
+        score = sd.clamp_min(0.0)  # -log D ~ d^2 / sigma outside, ~0 inside
+        score.mul_(b).add_(zr, alpha=a)  # -log(blend weight) + const
+        if mode == "hybrid":
+            cov = sd * b  # -log D up to its leading terms (signed)
+            score.sub_(_row_min(score))
+            cov.sub_(_row_min(cov))
+            torch.minimum(score, cov, out=score)
 
     k = min(K, M)
-    vals, sel = key.topk(k, dim=-1, largest=True, sorted=True)  # (S, S, nbc, k)
-    has = vals > -math.inf
+    vals, sel = score.topk(k, dim=-1, largest=False, sorted=True)  # (S, S, nbc, k)
+    has = vals < math.inf
     face = torch.gather(face_ids.expand(S, S, nbc, M), 3, sel)
     face.masked_fill_(~has, -1)
-    zb = torch.where(has, 1.0 / vals, -1.0)
+    zb = torch.gather(zr, 3, sel)
+    zb.masked_fill_(~has, -1.0)
     dsel = torch.gather(d2, 3, sel)
-    sd = torch.where(torch.gather(inside, 3, sel), dsel, -dsel)
-    sd.masked_fill_(~has, -1.0)
+    sdo = torch.where(torch.gather(inside, 3, sel), dsel, -dsel)
+    sdo.masked_fill_(~has, -1.0)
     # index of the nearest edge (first minimum), used by the blend
     e0 = torch.gather(d2e[0], 3, sel)
     e1 = torch.gather(d2e[1], 3, sel)
     edge = torch.where(e0 <= dsel, 0, torch.where(e1 <= dsel, 1, 2)).to(torch.int8)
     edge.masked_fill_(~has, -1)
     out = []
-    for x in (face, zb, sd, edge):
+    for x in (face, zb, sdo, edge):
         x = x.permute(2, 0, 1, 3)
         if k < K:
             x = nnf.pad(x, (0, K - k), value=-1)

@@ -10,9 +10,9 @@ path (see :mod:`lasr.render.shade`) through different computations:
 * depth and 3D barycentrics by intersecting the camera ray through the
   clipped screen point with the plane of the 3D triangle;
 * silhouette as a literal product ``1 - prod(1 - D)``;
-* K-nearest selection by a dense ``topk`` over all faces, ranked by the
-  inverse depth of the ray-plane intersection at the pixel centre clamped to
-  the face's vertex inverse-depth range.
+* K-best selection by a dense ``topk`` over all faces, ranked by
+  :func:`lasr.render.raster.ranking_weights` with the depth of the ray-plane
+  intersection at the pixel centre (clamped to the face's depth range).
 
 Everything is differentiable with autograd (culled faces are replaced by a
 harmless dummy triangle before any arithmetic, so no NaN can leak).
@@ -24,6 +24,7 @@ import torch
 from torch import Tensor
 
 from .camera import PerspectiveCamera, as_camera
+from .raster import ranking_weights
 from .settings import RasterSettings
 
 __all__ = ["dense_render"]
@@ -41,8 +42,8 @@ def dense_render(
     cameras_next: PerspectiveCamera | Tensor | None = None,
 ) -> dict[str, Tensor]:
     """Dense oracle.  Returns a dict with ``silhouette (B,H,W)``,
-    ``pix_to_face (B,H,W,K)`` (sorted near to far by the ranking depth, -1
-    padded), ``zbuf`` (ranking depth), ``dists``
+    ``pix_to_face (B,H,W,K)`` (sorted by the ranking score, -1 padded),
+    ``zbuf`` (ranking depth), ``dists``
     ``dists`` (signed, positive inside) and, if requested, ``attributes
     (B,H,W,C)`` and ``flow (B,H,W,2)``."""
     cam = as_camera(cameras)
@@ -137,11 +138,30 @@ def dense_render(
     iz3 = 1.0 / V3[..., 2]  # (B, F, 3)
     iz_key = torch.minimum(torch.maximum(iz_plane, iz3.min(-1).values[:, None]), iz3.max(-1).values[:, None])
 
-    # selection: within blur radius (or inside), K nearest by the ranking key
-    cand = fvalid[:, None, :] & (inside | (d2.detach() <= settings.blur_radius2))
-    key = torch.where(cand, iz_key.detach(), torch.full_like(tz, -torch.inf))
+    # selection: within blur radius (or inside); keep the K lowest ranking scores
+    ra, rb, mode = ranking_weights(settings)
+    z_rank = 1.0 / iz_key.detach()
+    d2d = d2.detach()
+    cand = fvalid[:, None, :] & (inside | (d2d <= settings.blur_radius2))
+    inf = torch.full_like(d2d, torch.inf)
+    signed = torch.where(inside, -d2d, d2d)  # -s d^2
+    w_score = ra * z_rank + rb * signed.clamp_min(0)
+    c_score = rb * signed
+    if mode == "depth" or rb == 0.0:
+        score = z_rank
+    elif mode == "coverage":
+        score = c_score + 1e-6 * ra * z_rank
+    elif mode == "weight":
+        score = w_score
+    else:  # hybrid: min of both, each relative to its best candidate at the pixel
+        def rel(x):
+            m = torch.where(cand, x, inf).min(-1, keepdim=True).values
+            return x - torch.where(torch.isinf(m), torch.zeros_like(m), m)
+
+        score = torch.minimum(rel(w_score), rel(c_score))
+    key = torch.where(cand, score, torch.full_like(score, torch.inf))
     kk_ = min(K, F)
-    kv, ki = torch.topk(key, kk_, dim=-1, largest=True, sorted=True)
+    kv, ki = torch.topk(key, kk_, dim=-1, largest=False, sorted=True)
     sel = torch.isfinite(kv)  # (B,P,kk)
     p2f = torch.where(sel, ki, torch.full_like(ki, -1))
 
@@ -157,7 +177,7 @@ def dense_render(
         return x.reshape(B, H, W, K)
 
     out["pix_to_face"] = padk(p2f, -1)
-    out["zbuf"] = padk(torch.where(sel, 1.0 / kv, torch.full_like(kv, -1.0)).detach(), -1.0)
+    out["zbuf"] = padk(torch.where(sel, torch.gather(z_rank, 2, ki), torch.full_like(kv, -1.0)), -1.0)
     out["dists"] = padk(torch.where(sel, take(sd2), torch.full_like(kv, -1.0)).detach(), -1.0)
 
     ssd = take(sd2)
@@ -195,11 +215,29 @@ def dense_render(
             kn = camn.intrinsics.to(dt).to(dev).expand(B, 4)
             vn = verts_next.to(dt).expand(B, -1, -1)[:, faces]  # (B,F,3,3)
             g = torch.stack([vn[b][fsel[b]] for b in range(B)])  # (B,P,kk,3,3)
-            Xn = (bsel[..., None] * g).sum(-2)
+            # where the face's plane is well behaved at the pixel (inverse depth
+            # above half the face's smallest), the material point is the
+            # ray-plane intersection at the pixel centre; otherwise the
+            # clipped point on the triangle
+            good = iz_plane > 0.5 * iz3.min(-1).values[:, None]
+            izp = torch.where(good, iz_plane, torch.ones_like(iz_plane))
+            Xp = dir_p / izp[..., None]
+            beta_p = torch.stack(
+                [
+                    (torch.linalg.cross(V2 - V1, Xp - V1) * n).sum(-1) / nn2,
+                    (torch.linalg.cross(V0 - V2, Xp - V2) * n).sum(-1) / nn2,
+                    (torch.linalg.cross(V1 - V0, Xp - V0) * n).sum(-1) / nn2,
+                ],
+                -1,
+            )
+            beta_f = torch.where(good[..., None], beta_p, beta)
+            q_f = torch.where(good[..., None], pix.expand(B, H * W, F, 2), qpt)
+            bsel_f = torch.gather(beta_f, 2, ki[..., None].expand(-1, -1, -1, 3))
+            Xn = (bsel_f[..., None] * g).sum(-2)
             zn = Xn[..., 2]
             un = kn[:, None, None, 0] * Xn[..., 0] / zn + kn[:, None, None, 2]
             vn_ = kn[:, None, None, 1] * Xn[..., 1] / zn + kn[:, None, None, 3]
-            qs = torch.gather(qpt, 2, ki[..., None].expand(-1, -1, -1, 2))
+            qs = torch.gather(q_f, 2, ki[..., None].expand(-1, -1, -1, 2))
             fk = torch.stack([un, vn_], -1) - qs
             den = wk.sum(-1)
             has = den > 0

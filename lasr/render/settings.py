@@ -28,8 +28,11 @@ class RasterSettings:
         gamma: SoftRas/PyTorch3D softmax temperature of the depth-aware blend,
             acting on the normalised depth ``(far - z) / (far - near)``
             (dimensionless, 1 at ``near``, 0 at ``far``).
-        faces_per_pixel: ``K``, the number of nearest (in depth) faces kept
-            per pixel among those within the blur radius.
+        faces_per_pixel: ``K``, the number of faces kept per pixel among those
+            within the blur radius (chosen by ``rank``).
+        rank: how the ``K`` faces are chosen when more are within the blur
+            radius: ``"hybrid"`` (default), ``"weight"``, ``"coverage"`` or
+            ``"depth"``; see :func:`lasr.render.raster.ranking_weights`.
         bin_size: side length in pixels of the square screen bins used by the
             coarse rasteriser; ``None`` picks a heuristic from the mean
             projected face size (see :func:`lasr.render.raster.choose_bin_size`).
@@ -55,6 +58,7 @@ class RasterSettings:
     sigma: float = 1.0
     gamma: float = 1e-4
     faces_per_pixel: int = 8
+    rank: str = "hybrid"
     bin_size: int | None = None
     blur_eps: float = 1e-4
     near: float = 1e-2
@@ -74,6 +78,8 @@ class RasterSettings:
             raise ValueError(f"gamma must be > 0, got {self.gamma}")
         if self.faces_per_pixel < 1:
             raise ValueError(f"faces_per_pixel must be >= 1, got {self.faces_per_pixel}")
+        if self.rank not in ("hybrid", "weight", "coverage", "depth"):
+            raise ValueError(f"rank must be hybrid, weight, coverage or depth, got {self.rank!r}")
         if self.bin_size is not None and self.bin_size < 1:
             raise ValueError(f"bin_size must be >= 1 or None, got {self.bin_size}")
         if not 0.0 < self.blur_eps < 0.5:

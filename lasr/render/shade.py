@@ -111,18 +111,22 @@ def blend(
             mesh at frame ``t'`` (in the camera of ``t'``); requests flow.
         cameras_next: cameras of frame ``t'`` (defaults to ``cameras``).
 
-    Flow definition: for a selected face ``k`` at pixel ``p`` let ``beta`` be
-    its perspective-correct clipped barycentrics at frame ``t`` and ``lam``
-    the clipped screen barycentrics.  The face's surface point is
-    ``X_k = sum_i beta_i V_i``; its projection is
-    ``q_k = sum_i lam_i pi_t(V_i)``, which equals ``p`` when ``p`` is inside
-    the face.  The same material point at ``t'`` is
-    ``X'_k = sum_i beta_i V'_i``.  The per-face flow is ``pi_t'(X'_k) - q_k``
-    and the pixel's flow is their average with the frame-``t`` blend weights
-    ``w_k`` normalised over faces (no background term), 0 where no face is
-    selected.  Inside the object this is the exact projected motion of the
-    visible surface point; LASR renders flow the same way (each vertex's
-    projections at both frames, interpolated with the weights of frame ``t``).
+    Flow definition: for a selected face ``k`` at pixel ``p`` take the point
+    ``X_k`` where the pixel's ray meets the face's plane, i.e. the
+    perspective-correct (unclipped) barycentrics ``beta`` of ``p``, so that
+    ``pi_t(X_k) = p`` exactly.  The same material point at ``t'`` is
+    ``X'_k = sum_i beta_i V'_i`` and the face's flow is ``pi_t'(X'_k) - p``.
+    (If the plane is nearly edge-on at ``p``, i.e. its inverse depth there is
+    below half the face's smallest vertex inverse depth, the clipped point on
+    the triangle and its projection are used instead.)  The pixel's flow is
+    the average of the faces' flows with the frame-``t`` blend weights ``w_k``
+    normalised over faces (no background term), 0 where no face is selected.
+    For the face containing ``p`` this is exactly the projected motion of the
+    visible surface point; extending each neighbouring face's plane to ``p``
+    (instead of evaluating it at its nearest point) keeps the soft blend from
+    smearing the flow field over the blur radius.  LASR renders flow the same
+    way in spirit: each vertex's projections at both frames interpolated with
+    the weights of frame ``t``.
 
     Returns:
         :class:`RenderOutput`.
@@ -192,11 +196,12 @@ def blend(
         area2 = (xs[1] - xs[0]) * (ys[2] - ys[0]) - (ys[1] - ys[0]) * (xs[2] - xs[0])
         area2 = torch.where(area2.abs() > settings.min_area, area2, torch.ones_like(area2))
         # clipped screen barycentrics: lam_j = cross(v_{j+2} - v_{j+1}, p - v_{j+1}) / 2A
-        lc = []
+        lam = []
         for j in range(3):
             j1, j2 = (j + 1) % 3, (j + 2) % 3
             w = (xs[j2] - xs[j1]) * (py - ys[j1]) - (ys[j2] - ys[j1]) * (px - xs[j1])
-            lc.append((w / area2).clamp_min(0.0))
+            lam.append(w / area2)
+        lc = [x.clamp_min(0.0) for x in lam]
         ssum = lc[0] + lc[1] + lc[2]
         ssum = torch.where(ssum > 0, ssum, torch.ones_like(ssum))
         num = [lc[j] * izs[j] for j in range(3)]
@@ -224,12 +229,22 @@ def blend(
             cam_n = as_camera(cameras_next) if cameras_next is not None else cam
             k_n = cam_n.intrinsics.to(dtype=dt, device=dev).expand(B, 4)[bidx][:, None, :]  # (Np, 1, 4)
             vn = _flat_table(verts_next.to(dt), B)
-            xn = sum(beta[j][..., None] * _take(vn, ii[j]) for j in range(3))  # (Np, K, 3) at t'
+            # the face's point on the pixel's ray (unclipped perspective-correct
+            # barycentrics, projecting exactly to p) where its plane is well
+            # behaved at p; otherwise the clipped point q_k on the triangle
+            num_u = [lam[j] * izs[j] for j in range(3)]
+            den_u = num_u[0] + num_u[1] + num_u[2]
+            good = den_u > 0.5 * torch.minimum(torch.minimum(izs[0], izs[1]), izs[2])
+            den_u = torch.where(good, den_u, torch.ones_like(den_u))
+            bf = [torch.where(good, num_u[j] / den_u, beta[j]) for j in range(3)]
+            xn = sum(bf[j][..., None] * _take(vn, ii[j]) for j in range(3))  # (Np, K, 3) at t'
             zn = xn[..., 2].clamp_min(near)
             un = xn[..., 0] / zn * k_n[..., 0] + k_n[..., 2]
             vn_ = xn[..., 1] / zn * k_n[..., 1] + k_n[..., 3]
-            qx = (lc[0] * xs[0] + lc[1] * xs[1] + lc[2] * xs[2]) / ssum  # projection at t
+            qx = (lc[0] * xs[0] + lc[1] * xs[1] + lc[2] * xs[2]) / ssum  # clipped point at t
             qy = (lc[0] * ys[0] + lc[1] * ys[1] + lc[2] * ys[2]) / ssum
+            qx = torch.where(good, px, qx)
+            qy = torch.where(good, py, qy)
             den = w.sum(1)
             den = torch.where(den > 0, den, torch.ones_like(den))
             fu = (w * (un - qx)).sum(1) / den
