@@ -4,7 +4,6 @@ and (when the shared bench is present) agreement with the reference scorer."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path

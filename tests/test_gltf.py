@@ -186,7 +186,6 @@ def test_structure(tmp_path):
     assert abs(cam["yfov"] - 2 * np.arctan(240 / 310)) < 1e-9
 
     # without animation the nodes' static TRS show frame 0
-    ref = posed_lbs(d)
     static = G.opencv_from_gltf(G.read_glb_and_pose(path))
     assert np.abs(static - G.opencv_from_gltf(G.read_glb_and_pose(path, 0))).max() < 1e-6
 
