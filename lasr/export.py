@@ -2,7 +2,7 @@
 
 ``meshes/%05d.obj`` posed meshes in camera coordinates (OpenCV), ``cameras.json``
 intrinsics in pixels of the input frames as the user gave them, ``rest.obj``,
-``skeleton.npz`` and ``metrics.json``.
+``skeleton.npz``, ``animation.glb`` (glTF 2.0 rig, :mod:`lasr.gltf`) and ``metrics.json``.
 """
 
 from __future__ import annotations
@@ -98,6 +98,12 @@ def write_final(fitter, out_dir: Path, stage_seconds: dict, extra: Optional[dict
         faces=faces.numpy(),
     )
 
+    from .gltf import write_glb
+
+    glb = write_glb(out_dir / "animation.glb", out_dir / "skeleton.npz",
+                    colors=m.colors.detach().clamp(0, 1).cpu().numpy(), fps=float(getattr(data, "fps", None) or 10.0),
+                    intrinsics=(float(K[0, 0]), float(K[0, 1]), Ws, Hs))
+
     iou = fitter.full_frame_iou().numpy()
     flow_err = observed_flow_error(fitter)
     metrics = {
@@ -111,6 +117,7 @@ def write_final(fitter, out_dir: Path, stage_seconds: dict, extra: Optional[dict
                               for r in fitter.results if r.iou_before_change is not None},
         "hypothesis_losses": {r.name: r.hypothesis_losses for r in fitter.results if r.hypothesis_losses},
         "seconds_per_stage": stage_seconds,
+        "glb_top4_truncation": {k: glb[k] for k in ("trunc_err_max", "trunc_err_mean", "top4_mass_min")},
         "num_vertices": m.num_verts, "num_faces": int(m.faces.shape[0]), "num_bones": m.num_bones,
         "device": str(fitter.device),
         "versions": {"lasr": __import__("lasr").__version__, "torch": torch.__version__,

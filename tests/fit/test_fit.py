@@ -65,6 +65,14 @@ def test_every_schedule_runs_end_to_end(schedule, compose_cfg, tmp_path):
     if last.num_faces:
         assert abs(F.shape[0] - last.num_faces) <= 0.05 * last.num_faces
     assert any(p.name.startswith("events") for p in (tmp_path / "tb").iterdir())
+    # the rig re-read by an independent glTF reader reproduces the posed meshes
+    from lasr.gltf import opencv_from_gltf, read_glb_and_pose
+
+    for t in range(4):
+        V, _ = load_obj(final / "meshes" / f"{t:05d}.obj")
+        posed = opencv_from_gltf(read_glb_and_pose(final / "animation.glb", frame=t))
+        diag = np.linalg.norm(V.max(0) - V.min(0))
+        assert np.abs(posed - V).max() < 0.01 * diag
 
 
 def test_output_meshes_project_with_output_cameras(compose_cfg, tmp_path):
