@@ -139,7 +139,7 @@ def test_nan_loss_stops_with_step_term_and_checkpoint(compose_cfg, tmp_path, mon
 
     monkeypatch.setattr(L, "flow_loss", sometimes_nan)
     fitter = Fitter(cfg, data, tmp_path, torch.device("cpu"))
-    with pytest.raises(LasrError, match=r"stage 'refine', step 1 .*term 'flow'.*stage00_rigid\.pt|last\.pt"):
+    with pytest.raises(LasrError, match=r"stage 'refine', step 1 .*term 'flow'.*ckpt/last\.pt"):
         fitter.fit()
 
 

@@ -1,0 +1,54 @@
+"""`python -m lasr.optimize` as a user runs it: a Hydra multirun over two schedules."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from tests.preprocess.synth import write_folder
+
+from .synth import ellipsoid_scene
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _clip(tmp_path: Path) -> Path:
+    data, *_ = ellipsoid_scene(T=4, size=48)
+    write_folder(tmp_path / "clip" / "frames", (data.rgb.numpy() * 255).astype(np.uint8))
+    write_folder(tmp_path / "clip" / "masks", data.mask.numpy() > 0.5)
+    return tmp_path / "clip"
+
+
+def test_multirun_over_two_schedules_writes_two_complete_runs(tmp_path):
+    clip = _clip(tmp_path)
+    cmd = [sys.executable, "-m", "lasr.optimize", "-m", "stages=rigid,fast", f"video={clip / 'frames'}",
+           f"masks={clip / 'masks'}", f"cache_dir={tmp_path / 'cache'}", "preprocess.flow=dis",
+           "train.max_steps_per_stage=2", "train.progress=false", f"hydra.sweep.dir={tmp_path / 'multirun'}"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    r = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    runs = sorted((tmp_path / "multirun").iterdir())
+    runs = [p for p in runs if p.is_dir() and (p / "final").exists()]
+    assert [p.name for p in runs] == ["0_rigid", "1_fast"]
+    for run in runs:
+        final = run / "final"
+        assert len(list((final / "meshes").glob("*.obj"))) == 4
+        for name in ("cameras.json", "rest.obj", "skeleton.npz", "animation.glb", "metrics.json"):
+            assert (final / name).is_file(), (run, name)
+        metrics = json.loads((final / "metrics.json").read_text())
+        assert len(metrics["frames"]) == 4
+        assert (run / ".hydra" / "config.yaml").is_file() and (run / "ckpt" / "last.pt").is_file()
+        assert any((run / "tb").iterdir())
+    assert json.loads((runs[1] / "final" / "metrics.json").read_text())["num_bones"] == 21
+
+
+def test_resume_without_checkpoint_is_a_clear_error(tmp_path):
+    clip = _clip(tmp_path)
+    cmd = [sys.executable, "-m", "lasr.optimize", f"video={clip / 'frames'}", f"masks={clip / 'masks'}",
+           f"cache_dir={tmp_path / 'cache'}", "resume=true", f"hydra.run.dir={tmp_path / 'run'}"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    r = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and "resume=true but" in r.stderr and "Traceback" not in r.stderr
