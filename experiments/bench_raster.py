@@ -17,7 +17,10 @@ With ``--json`` each case prints one JSON object per line with keys
 ``faces, res, batch, device, fwd_bwd_ms`` (median over ``--repeats`` timed
 iterations after warm-up), ``peak_mem_mb``, and extra diagnostics
 (``raster_ms``: median of the no-grad rasterisation alone, ``threads``,
-``bin_size``, ``K``, ``sigma``).
+``bin_size``, ``K``, ``sigma``, and ``loadavg_1m``, the machine's 1-minute
+load average at the end of the case: on a shared machine, timings with
+several intra-op threads degrade sharply once other processes compete for
+the cores).
 
 ``peak_mem_mb``: on CUDA, ``torch.cuda.max_memory_allocated`` during the timed
 loop minus the allocation before it; on CPU (no allocator statistics), every
@@ -173,6 +176,7 @@ def run_case(n_faces: int, res: int, batch: int, device: str, repeats: int, warm
         "bin_size": bin_size,
         "K": settings.faces_per_pixel,
         "sigma": settings.sigma,
+        "loadavg_1m": round(os.getloadavg()[0], 2),  # other processes share the CPU
     }
 
 

@@ -134,16 +134,6 @@ def test_bin_size_and_chunking_do_not_change_results(bin_size):
         torch.testing.assert_close(torch.sort(a, -1).values, torch.sort(b, -1).values)
 
 
-def test_threaded_chunks_match(monkeypatch):
-    verts, faces, k = sphere_scene(level=2, batch=2, h=37, w=45)
-    s = RasterSettings((37, 45), chunk_pairs=2000)
-    ref = rasterize(verts, faces, k, s)
-    monkeypatch.setenv("LASR_RASTER_THREADS", "2")
-    fr = rasterize(verts, faces, k, s)
-    for a, b in zip((fr.pix_to_face, fr.zbuf, fr.dists, fr.nearest_edge), (ref.pix_to_face, ref.zbuf, ref.dists, ref.nearest_edge)):
-        assert torch.equal(a, b)
-
-
 def test_settings_validation_and_units():
     s = RasterSettings((10, 20), sigma=2.0, blur_eps=1e-4)
     assert s.image_size == (10, 20)
