@@ -40,7 +40,14 @@ import subprocess
 import sys
 import time
 
-import torch
+# OpenMP workers busy-wait between parallel regions by default; on a shared
+# machine they then steal the core from the main thread and 2-thread timings
+# collapse (10x).  Passive waiting is the sane setting there; --omp-active
+# keeps the library default.  Must be set before torch is imported.
+if "--omp-active" not in sys.argv:
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import torch  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
@@ -177,6 +184,7 @@ def run_case(n_faces: int, res: int, batch: int, device: str, repeats: int, warm
         "K": settings.faces_per_pixel,
         "sigma": settings.sigma,
         "loadavg_1m": round(os.getloadavg()[0], 2),  # other processes share the CPU
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default"),
     }
 
 
@@ -189,6 +197,7 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--case", action="append", default=None, help="faces,res,batch (repeatable)")
     ap.add_argument("--in-process", action="store_true", help="do not spawn one subprocess per case")
+    ap.add_argument("--omp-active", action="store_true", help="keep OpenMP's default (busy) wait policy")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     cases = [tuple(int(x) for x in c.split(",")) for c in args.case] if args.case else DEFAULT_CASES
@@ -201,7 +210,7 @@ def main() -> None:
         else:  # fresh process per case so peak RSS is per case
             cmd = [sys.executable, os.path.abspath(__file__), "--json", "--device", args.device,
                    "--threads", str(args.threads), "--repeats", str(args.repeats), "--warmup",
-                   str(args.warmup), "--case", f"{n_faces},{res},{batch}"]
+                   str(args.warmup), "--case", f"{n_faces},{res},{batch}"] + (["--omp-active"] if args.omp_active else [])
             outp = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
             row = json.loads(outp.strip().splitlines()[-1])
         if args.json:

@@ -1,6 +1,6 @@
 """Differentiable soft rasteriser in pure PyTorch (CPU and GPU).
 
-``rasterize`` (no gradients) selects the K nearest faces per pixel through
+``rasterize`` (no gradients) selects K faces per pixel (within the blur radius) through
 screen-space binning; ``blend`` recomputes distances, depths and barycentrics
 for those faces with plain tensor ops and produces the SoftRas silhouette
 (Liu et al. 2019), depth-blended per-vertex attributes (SoftRas / PyTorch3D

@@ -1,7 +1,7 @@
 """Coarse-to-fine screen-space rasterisation (no gradients).
 
-For every pixel, find the ``K`` nearest faces (in depth) whose projected
-triangle lies within the blur radius of the pixel centre.  This only *selects*
+For every pixel, find up to ``K`` faces whose projected triangle lies within
+the blur radius of the pixel centre (the most important ones for the blend).  This only *selects*
 faces; everything differentiable is recomputed from the vertices and the
 selected indices by :mod:`lasr.render.shade`.  The split and the data type
 follow PyTorch3D's ``rasterize_meshes`` / ``Fragments`` (Ravi et al. 2020);
@@ -22,8 +22,9 @@ Algorithm (pure PyTorch, vectorised, no Python loop over pixels or faces):
    so one batched matmul evaluates them for all (pixel, candidate) pairs of a
    chunk; the exact squared point-to-triangle distance, the inside test and the
    depth at the clipped barycentrics follow element-wise;
-4. ``topk`` over the candidates of each pixel keeps the ``K`` nearest faces
-   within the blur radius, nearest first.
+4. ``topk`` over the candidates of each pixel keeps the ``K`` best faces
+   within the blur radius (see :func:`ranking_weights`: by default those
+   that dominate either the silhouette or the depth-softmax blend).
 """
 
 from __future__ import annotations
@@ -45,9 +46,11 @@ __all__ = ["Fragments", "rasterize", "choose_bin_size", "project_faces"]
 class Fragments:
     """Output of :func:`rasterize`: the ``K`` faces selected per pixel.
 
-    All tensors are ``(B, H, W, K)``, indexed ``[b, v, u, k]``; slot ``k``
-    holds the ``k``-th nearest face (by ``zbuf``) among the faces within the
-    blur radius of the pixel centre.  Valid slots always come first; unused
+    All tensors are ``(B, H, W, K)``, indexed ``[b, v, u, k]``.  The slots
+    hold up to ``K`` of the faces within the blur radius of the pixel centre
+    (or containing it), the best first according to ``settings.rank`` (see
+    :func:`ranking_weights`; ties in that score are in no particular order).
+    Valid slots always come first; unused
     slots are padded with ``pix_to_face = -1``, ``zbuf = -1``, ``dists = -1``,
     ``nearest_edge = -1``.  None of these carry gradients.
 
@@ -229,9 +232,9 @@ def _argsort_bins(key: Tensor, n_keys: int) -> Tensor:
 
 
 def _row_min(x: Tensor) -> Tensor:
-    """Per-pixel minimum over the candidates (0 where there is none)."""
-    m = x.amin(-1, keepdim=True)
-    return m.masked_fill_(torch.isinf(m), 0.0)
+    """Per-pixel minimum over the candidates (finite, so that subtracting it
+    keeps non-candidates at +inf)."""
+    return x.amin(-1, keepdim=True).clamp_max_(1e30)  # no candidate: inf - 1e30 stays inf
 
 
 def ranking_weights(settings: RasterSettings) -> tuple[float, float, str]:
@@ -278,7 +281,7 @@ def rasterize(
     cameras: PerspectiveCamera | Tensor,
     settings: RasterSettings,
 ) -> Fragments:
-    """Select, for every pixel, the ``K`` nearest faces within the blur radius.
+    """Select, for every pixel, up to ``K`` faces within the blur radius.
 
     Args:
         verts: ``(B, V, 3)`` float32/float64 vertices in camera coordinates
@@ -296,8 +299,8 @@ def rasterize(
     Returns:
         :class:`Fragments` with ``(B, H, W, K)`` tensors.  A face is a
         candidate at a pixel if the pixel centre is inside it or within
-        ``settings.blur_radius`` of it; the ``K`` candidates with the smallest
-        ranking depth (see :class:`Fragments`) are kept, nearest first.
+        ``settings.blur_radius`` of it; the ``K`` candidates with the lowest
+        ranking score (:func:`ranking_weights`) are kept, best first.
         Culled faces (any vertex depth ``<= near`` or ``>= far``, or
         ``|2 area| <= min_area`` on screen) are never selected.
     """
@@ -377,7 +380,7 @@ def _fine_pass(
     r2: float, settings: RasterSettings, views: tuple[Tensor, ...],
 ) -> None:
     """Group the (face, bin) pairs by bin, evaluate bins in chunks of similar
-    candidate counts and write the K nearest faces into ``views``."""
+    candidate counts and write the K best faces into ``views``."""
     dev, dt = tab.device, tab.dtype
     order = _argsort_bins(bin_id, B * nbins)
     face_sorted = torch.cat([pf[order], pf.new_full((1,), tab.shape[0] - 1)])  # + padding face
@@ -441,7 +444,7 @@ def _fine_chunk(
     rank: tuple[float, float, str],
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Evaluate the ``S x S`` pixels of ``nbc`` bins against their ``M``
-    candidate slots and keep the ``K`` nearest.
+    candidate slots and keep the ``K`` best.
 
     ``c``: ``(26, nbc, M)`` face tables (see :func:`_face_tables`) of the
     slots; ``ox``/``oy``: ``(nbc, 1)`` pixel coordinates of the bins' first
