@@ -2,9 +2,16 @@
 
 ``creature``: a short clip of a procedurally textured, skinned four-legged creature
 walking while the camera orbits it, with its true masks, meshes and cameras
-(:func:`make_creature_clip`).
+(:func:`make_creature_clip`, written to :func:`default_example_dir` by default).
 """
 
-from .creature import default_example_dir, make_creature_clip
-
 __all__ = ["default_example_dir", "make_creature_clip"]
+
+
+def __getattr__(name: str):
+    # lazy, so that ``python -m lasr.examples.creature`` does not import the module twice
+    if name in __all__:
+        from . import creature
+
+        return getattr(creature, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

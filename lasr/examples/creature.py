@@ -364,39 +364,47 @@ def _vertex_normals(V: np.ndarray, F: np.ndarray) -> np.ndarray:
 # procedural textures
 # ----------------------------------------------------------------------------
 class _Noise:
-    """Seeded 3D value noise and its fBm (values in about [0, 1])."""
+    """Seeded 3D value noise (a 32^3 lattice of random values, wrapped, smoothstep-trilinear)
+    and its fBm; values in [0, 1]."""
 
     _ROT = np.array([[0.00, 0.80, 0.60], [-0.80, 0.36, -0.48], [-0.60, -0.48, 0.64]])  # decorrelates octaves
+    _N = 32
 
     def __init__(self, rng: np.random.Generator) -> None:
-        self.perm = rng.permutation(256).astype(np.int64)
-        self.vals = rng.random(256)
+        self.table = rng.random(self._N**3).astype(np.float32)
 
     def __call__(self, p: np.ndarray) -> np.ndarray:
+        n = self._N
+        p = np.asarray(p, dtype=np.float32)
         fl = np.floor(p)
         f = p - fl
-        i = fl.astype(np.int64)
+        i0 = fl.astype(np.int32) & (n - 1)
+        i1 = (i0 + 1) & (n - 1)
         w = f * f * (3.0 - 2.0 * f)
-        P, out = self.perm, 0.0
-        for dx in (0, 1):
-            hx = P[(i[..., 0] + dx) & 255]
-            wx = w[..., 0] if dx else 1.0 - w[..., 0]
-            for dy in (0, 1):
-                hy = P[(hx + i[..., 1] + dy) & 255]
-                wy = w[..., 1] if dy else 1.0 - w[..., 1]
-                for dz in (0, 1):
-                    h = P[(hy + i[..., 2] + dz) & 255]
-                    wz = w[..., 2] if dz else 1.0 - w[..., 2]
-                    out = out + wx * wy * wz * self.vals[h]
-        return out
+        x0, x1 = i0[..., 0] * (n * n), i1[..., 0] * (n * n)
+        y0, y1 = i0[..., 1] * n, i1[..., 1] * n
+        z0, z1 = i0[..., 2], i1[..., 2]
+        T, wx, wy, wz = self.table, w[..., 0], w[..., 1], w[..., 2]
+
+        def lx(y, z):
+            a = T[x0 + y + z]
+            return a + wx * (T[x1 + y + z] - a)
+
+        def ly(z):
+            a = lx(y0, z)
+            return a + wy * (lx(y1, z) - a)
+
+        a = ly(z0)
+        return a + wz * (ly(z1) - a)
 
     def fbm(self, p: np.ndarray, octaves: int, gain: float = 0.5) -> np.ndarray:
         tot, amp, norm = 0.0, 1.0, 0.0
+        p = np.asarray(p, dtype=np.float32)
         for _ in range(octaves):
             tot = tot + amp * self(p)
             norm += amp
             amp *= gain
-            p = 2.03 * (p @ self._ROT.T) + 17.3
+            p = 2.03 * (p @ self._ROT.T.astype(np.float32)) + np.float32(17.3)
         return tot / norm
 
 
@@ -538,50 +546,63 @@ def make_creature_clip(out_dir=None, frames: int = 32, size: int = 160, orbit_de
     return out
 
 
-def _render_frames(verts_cam, normals_w, creature, Ks, R_wc, size, noise_fg, noise_bg):
-    """Supersampled RGB (N, H, W, 3) float in [0, 1] and masks (N, H, W) bool."""
+def _rasterize(verts_cam: np.ndarray, faces: np.ndarray, Ks: np.ndarray, attrs: np.ndarray, size: int, chunk: int = 8):
+    """Hard (nearest-face) render at ``SS`` x the resolution with :func:`lasr.render.render`.
+
+    Returns sub-sample coverage ``(N, SS*H, SS*W)`` bool and the interpolated
+    per-vertex ``attrs (N, V, C)`` at the covered sub-samples, ``(P, C)`` float64.
+    """
     import torch
 
     from lasr.render import RasterSettings, render
 
+    settings = RasterSettings(image_size=(SS * size, SS * size), sigma=0.0, faces_per_pixel=1, near=1e-2, far=100.0)
+    F = torch.from_numpy(faces)
+    covs, vals = [], []
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # small kernels on a shared CPU: one thread beats two contending ones
+    try:
+        for s0 in range(0, len(verts_cam), chunk):
+            sl = slice(s0, min(len(verts_cam), s0 + chunk))
+            K = Ks[sl].copy()
+            K[:, :2] *= SS
+            K[:, 2:] = SS * K[:, 2:] + (SS - 1) / 2.0
+            with torch.no_grad():
+                o = render(torch.from_numpy(verts_cam[sl]).float(), F, torch.from_numpy(K).float(), settings,
+                           silhouette=False, attributes=torch.from_numpy(np.ascontiguousarray(attrs[sl])).float())
+            cov = o.mask.numpy()
+            covs.append(cov)
+            vals.append(o.attributes.numpy()[cov].astype(np.float64))
+    finally:
+        torch.set_num_threads(threads)
+    return np.concatenate(covs), np.concatenate(vals)
+
+
+def _render_frames(verts_cam, normals_w, creature, Ks, R_wc, size, noise_fg, noise_bg):
+    """Anti-aliased RGB ``(N, H, W, 3)`` in [0, 1] over the background, and masks ``(N, H, W)``
+    (2x2 sub-sample coverage >= 0.5)."""
     N, H, W = len(verts_cam), size, size
-    settings = RasterSettings(image_size=(SS * H, SS * W), sigma=0.0, faces_per_pixel=1, near=1e-2, far=100.0)
-    faces = torch.from_numpy(creature.faces)
     static = np.concatenate([creature.verts, creature.stripe[:, None], creature.tint], 1)  # (V, 7)
+    attrs = np.concatenate([np.broadcast_to(static, (N,) + static.shape), normals_w], 2)  # (N, V, 10)
+    cov, A = _rasterize(verts_cam, creature.faces, Ks, attrs, size)
+    # shade the covered sub-samples: solid texture at the rest position, Lambert in world space
     light = LIGHT_DIR / np.linalg.norm(LIGHT_DIR)
-    # background: one sample per output pixel, replicated to the sub-samples
+    alb = _creature_albedo(noise_fg, A[:, :3], A[:, 3], A[:, 4:7])
+    n = A[:, 7:10] / np.maximum(np.linalg.norm(A[:, 7:10], axis=1, keepdims=True), 1e-12)
+    shade = AMBIENT + DIFFUSE * np.clip(n @ light, 0.0, None)
+    fg = np.zeros(cov.shape + (3,))
+    fg[cov] = np.clip(alb * shade[:, None], 0.0, 1.0)
+    fg = fg.reshape(N, H, SS, W, SS, 3).mean((2, 4))
+    c = cov.reshape(N, H, SS, W, SS).mean((2, 4))
+    # background at infinity: one sample per output pixel (world ray direction), replicated to the sub-samples
     u, v = np.meshgrid(np.arange(W, dtype=np.float64), np.arange(H, dtype=np.float64))
-    rgb = np.zeros((N, H, W, 3))
-    masks = np.zeros((N, H, W), dtype=bool)
-    chunk = 8
-    for s0 in range(0, N, chunk):
-        sl = slice(s0, min(N, s0 + chunk))
-        B = sl.stop - sl.start
-        K = Ks[sl].copy()
-        K[:, :2] *= SS
-        K[:, 2:] = SS * K[:, 2:] + (SS - 1) / 2.0
-        attrs = np.concatenate([np.broadcast_to(static, (B,) + static.shape), normals_w[sl]], 2)
-        with torch.no_grad():
-            o = render(torch.from_numpy(verts_cam[sl]).float(), faces, torch.from_numpy(K).float(), settings,
-                       silhouette=False, attributes=torch.from_numpy(attrs).float())
-        cov = o.mask.numpy()  # (B, 2H, 2W)
-        A = o.attributes.numpy()[cov].astype(np.float64)  # (P, 10)
-        alb = _creature_albedo(noise_fg, A[:, :3], A[:, 3], A[:, 4:7])
-        n = A[:, 7:10] / np.maximum(np.linalg.norm(A[:, 7:10], axis=1, keepdims=True), 1e-12)
-        shade = AMBIENT + DIFFUSE * np.clip(n @ light, 0.0, None)
-        fg = np.zeros(cov.shape + (3,))
-        fg[cov] = np.clip(alb * shade[:, None], 0.0, 1.0)
-        fg = fg.reshape(B, H, SS, W, SS, 3).mean((2, 4))
-        c = cov.reshape(B, H, SS, W, SS).mean((2, 4))
-        for b in range(B):
-            i = sl.start + b
-            d_cam = np.stack([(u - Ks[i, 2]) / Ks[i, 0], (v - Ks[i, 3]) / Ks[i, 1], np.ones_like(u)], -1)
-            d_w = d_cam @ R_wc[i]  # R^T d
-            d_w /= np.linalg.norm(d_w, axis=-1, keepdims=True)
-            bg = _background(noise_bg, d_w)
-            rgb[i] = fg[b] + (1.0 - c[b])[..., None] * bg
-        masks[sl] = c >= 0.5
-    return rgb, masks
+    rgb = np.empty((N, H, W, 3))
+    for i in range(N):
+        d_cam = np.stack([(u - Ks[i, 2]) / Ks[i, 0], (v - Ks[i, 3]) / Ks[i, 1], np.ones_like(u)], -1)
+        d_w = d_cam @ R_wc[i]  # R^T d
+        d_w /= np.linalg.norm(d_w, axis=-1, keepdims=True)
+        rgb[i] = fg[i] + (1.0 - c[i])[..., None] * _background(noise_bg, d_w)
+    return rgb, c >= 0.5
 
 
 def _write_obj(path: Path, V: np.ndarray, F: np.ndarray) -> None:
