@@ -35,6 +35,15 @@ def _world_meshes(clip):
     return out
 
 
+@pytest.fixture(scope="module")
+def truth():
+    """The creature, its posed world vertices for the N frames, hidden faces, GT vertex ids."""
+    c = cr.build_creature()
+    world = np.stack([cr.skin(c, cr.pose_creature(c, ph)) for ph in 2 * np.pi * np.arange(N) / N])
+    hidden = cr.hidden_faces(c, world)
+    return c, world, hidden, np.unique(c.faces[~hidden])
+
+
 def _files(d: Path) -> dict[str, bytes]:
     return {str(p.relative_to(d)): p.read_bytes() for p in sorted(d.rglob("*")) if p.is_file()}
 
@@ -100,13 +109,14 @@ def test_topology_constant(clip):
     assert F0.min() == 0 and F0.max() == len(V0) - 1
 
 
-def test_articulates(clip):
+def test_articulates(clip, truth):
     """After the best rigid alignment to frame 0, frames still differ by several % of
     the size (legs, tail, head move relative to the body), while the body part alone
     stays rigid."""
     meshes = _world_meshes(clip)
-    c = cr.build_creature()
-    body = c.part == c.parts.index("body")
+    c, _, _, used = truth
+    part = c.part[used]
+    body = part == c.parts.index("body")
     diag = json.loads((clip / "gt" / "info.json").read_text())["bbox_diag"]
 
     def rigid_residual(A, B):
@@ -122,10 +132,36 @@ def test_articulates(clip):
     assert max(whole) > 0.03, whole
     assert max(trunk) < 1e-4, trunk
     # the gait: front-left and front-right legs swing in opposite phase
-    fl, fr = (c.part == c.parts.index(n) for n in ("leg_fl", "leg_fr"))
+    fl, fr = (part == c.parts.index(n) for n in ("leg_fl", "leg_fr"))
     zs = np.array([[V[fl, 2].mean() - V[body, 2].mean(), V[fr, 2].mean() - V[body, 2].mean()] for V, _ in meshes])
     dz = zs - zs.mean(0)
     assert np.corrcoef(dz[:, 0], dz[:, 1])[0, 1] < -0.8
+
+
+def test_gt_mesh_is_the_visible_surface(clip, truth):
+    """The GT meshes are the posed creature less the faces buried inside other parts in
+    every frame; world_to_camera maps the posed world mesh onto them; and no buried face
+    is ever the visible one (4x4 sub-samples per pixel)."""
+    import torch
+
+    from lasr.render import RasterSettings
+    from lasr.render.raster import rasterize
+
+    c, world, hidden, used = truth
+    assert 0.05 < hidden.mean() < 0.3
+    meshes = _world_meshes(clip)
+    assert len(meshes[0][1]) == (~hidden).sum() and len(meshes[0][0]) == len(used)
+    for i, (V, _) in enumerate(meshes):
+        assert np.abs(V - world[i, used]).max() < 1e-5
+    ss = 4
+    for i, cam in enumerate(_cams(clip)["frames"]):
+        T = np.array(cam["world_to_camera"])
+        Vc = world[i] @ T[:3, :3].T + T[:3, 3]
+        K = torch.tensor([[ss * cam["fx"], ss * cam["fy"], ss * cam["cx"] + (ss - 1) / 2, ss * cam["cy"] + (ss - 1) / 2]])
+        fr = rasterize(torch.from_numpy(Vc)[None], torch.from_numpy(c.faces), K,
+                       RasterSettings(image_size=(ss * S, ss * S), sigma=0.0, faces_per_pixel=1))
+        p2f = fr.pix_to_face[0, ..., 0].numpy()
+        assert not hidden[p2f[p2f >= 0]].any()
 
 
 def test_camera_orbits(clip):

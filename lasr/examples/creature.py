@@ -49,6 +49,7 @@ __all__ = [
     "Creature",
     "build_creature",
     "default_example_dir",
+    "hidden_faces",
     "make_creature_clip",
     "pose_creature",
     "skin",
@@ -56,7 +57,7 @@ __all__ = [
 ]
 
 #: bump when the generated content changes, so that cached clips are regenerated
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 
 ASSET = "lasr creature"
 FPS = 12.0
@@ -360,6 +361,57 @@ def _vertex_normals(V: np.ndarray, F: np.ndarray) -> np.ndarray:
     return n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
 
 
+def _winding(P: np.ndarray, V: np.ndarray, F: np.ndarray, chunk: int = 512) -> np.ndarray:
+    """Generalised winding number of the closed surface ``(V, F)`` at points ``P (n, 3)``
+    (1 inside, 0 outside; van Oosterom & Strackee solid angles)."""
+    w = np.zeros(len(P))
+    px, py, pz = (P[:, k, None] for k in range(3))
+    for s in range(0, len(F), chunk):
+        f = F[s : s + chunk]
+        (ax, ay, az), (bx, by, bz), (cx, cy, cz) = [[V[f[:, j], k][None] - q for k, q in enumerate((px, py, pz))]
+                                                  for j in range(3)]
+        la = np.sqrt(ax * ax + ay * ay + az * az)
+        lb = np.sqrt(bx * bx + by * by + bz * bz)
+        lc = np.sqrt(cx * cx + cy * cy + cz * cz)
+        det = ax * (by * cz - bz * cy) + ay * (bz * cx - bx * cz) + az * (bx * cy - by * cx)
+        den = (la * lb * lc + (ax * bx + ay * by + az * bz) * lc + (bx * cx + by * cy + bz * cz) * la
+               + (cx * ax + cy * ay + cz * az) * lb)
+        w += 2.0 * np.arctan2(det, den).sum(1)
+    return w / (4.0 * np.pi)
+
+
+def hidden_faces(c: Creature, poses: np.ndarray) -> np.ndarray:
+    """``(F,)`` bool: faces buried inside another part in every one of ``poses (N, V, 3)``.
+
+    The parts overlap (leg tops, the neck's ends, the tail base sit inside the body
+    or head); those buried pieces never show, but a surface-sampling evaluation would
+    count them.  A face is hidden when its three vertices are inside some other part
+    (winding number > 1/2) in every pose.
+    """
+    face_part = c.part[c.faces[:, 0]]
+    hidden = np.ones(len(c.verts), dtype=bool)
+    for V in np.asarray(poses, dtype=np.float32):  # float32 halves the time; same decisions here
+        inside = np.zeros(len(V), dtype=bool)
+        for p in range(len(c.parts)):
+            Fp = c.faces[face_part == p]
+            sel = c.part == p
+            lo, hi = V[sel].min(0), V[sel].max(0)
+            cand = np.flatnonzero(hidden & ~inside & ~sel & np.all((V >= lo) & (V <= hi), axis=1))
+            if len(cand):
+                inside[cand[_winding(V[cand], V, Fp) > 0.5]] = True
+        hidden &= inside
+    return hidden[c.faces].all(1)
+
+
+def _compact(faces: np.ndarray, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Faces ``faces[keep]`` re-indexed over their used vertices; returns ``(used vertex ids, faces)``."""
+    F = faces[keep]
+    used = np.unique(F)
+    remap = np.full(faces.max() + 1, -1, dtype=np.int64)
+    remap[used] = np.arange(len(used))
+    return used, remap[F]
+
+
 # ----------------------------------------------------------------------------
 # procedural textures
 # ----------------------------------------------------------------------------
@@ -523,6 +575,9 @@ def make_creature_clip(out_dir=None, frames: int = 32, size: int = 160, orbit_de
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; the clip is an ordinary folder
         _write_clip(tmp, params)
         if out.exists():
             if not force and _is_complete(out, params):  # another process finished first
@@ -642,6 +697,19 @@ def _write_preview(path: Path, rgb8: np.ndarray, masks: np.ndarray, n: int = 6) 
     sheet.save(path)
 
 
+def _yuv420p(rgb8: np.ndarray) -> np.ndarray:
+    """BT.601 limited-range planar YUV 4:2:0 ``(3H/2, W)`` uint8 (done here rather than by
+    swscale so that the encoder input, hence the file, is reproducible)."""
+    x = rgb8.astype(np.float64)
+    r, g, b = x[..., 0], x[..., 1], x[..., 2]
+    y = 16.0 + 0.257 * r + 0.504 * g + 0.098 * b
+    u = 128.0 - 0.148 * r - 0.291 * g + 0.439 * b
+    v = 128.0 + 0.439 * r - 0.368 * g - 0.071 * b
+    H, W = y.shape
+    sub = [c.reshape(H // 2, 2, W // 2, 2).mean((1, 3)).reshape(H // 4, W) for c in (u, v)]
+    return np.clip(np.round(np.concatenate([y] + sub)), 0, 255).astype(np.uint8)
+
+
 def _write_video(path: Path, rgb8: np.ndarray, fps: float) -> bool:
     N, H, W, _ = rgb8.shape
     if H % 2 or W % 2:
@@ -655,7 +723,11 @@ def _write_video(path: Path, rgb8: np.ndarray, fps: float) -> bool:
             st.width, st.height, st.pix_fmt = W, H, "yuv420p"
             st.options = {"crf": "18", "threads": "1"}
             for im in rgb8:
-                for pkt in st.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(im), format="rgb24")):
+                if H % 4 == 0:
+                    frame = av.VideoFrame.from_ndarray(_yuv420p(im), format="yuv420p")
+                else:  # the planar layout needs H % 4 == 0; let swscale convert
+                    frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(im), format="rgb24")
+                for pkt in st.encode(frame):
                     c.mux(pkt)
             for pkt in st.encode():
                 c.mux(pkt)
@@ -681,7 +753,6 @@ def _write_clip(d: Path, params: dict) -> None:
     normals = np.stack([_vertex_normals(w, c.faces) for w in world])
     lo, hi = world.reshape(-1, 3).min(0), world.reshape(-1, 3).max(0)
     target = 0.5 * (lo + hi)
-    diags = np.linalg.norm(world.max(1) - world.min(1), axis=1)
 
     # camera: orbit centred on the creature's left side; one distance for the clip
     azim0 = 90.0 - orbit / 2.0
@@ -697,6 +768,9 @@ def _write_clip(d: Path, params: dict) -> None:
     Ks = np.tile([fx, fx, cxy, cxy], (N, 1))
 
     rgb, masks = _render_frames(cam, normals, c, Ks, Rs, S, noise_fg, noise_bg)
+    # ground-truth meshes: the rendered surface less the pieces buried inside other parts in every frame
+    hidden = hidden_faces(c, world)
+    used, gt_faces = _compact(c.faces, ~hidden)
     rgb8 = np.clip(np.round(rgb * 255.0), 0, 255).astype(np.uint8)
 
     for sub in ("frames", "masks", "gt/meshes"):
@@ -704,7 +778,7 @@ def _write_clip(d: Path, params: dict) -> None:
     for i in range(N):
         Image.fromarray(rgb8[i]).save(d / "frames" / f"{i:05d}.png")
         Image.fromarray(masks[i].astype(np.uint8) * 255).save(d / "masks" / f"{i:05d}.png")
-        _write_obj(d / "gt" / "meshes" / f"{i:05d}.obj", cam[i], c.faces)
+        _write_obj(d / "gt" / "meshes" / f"{i:05d}.obj", cam[i][used], gt_faces)
 
     frames_json = []
     for i in range(N):
@@ -724,11 +798,14 @@ def _write_clip(d: Path, params: dict) -> None:
     info = {
         "asset": ASSET, "frames": N, "fps": FPS, "times": [i / FPS for i in range(N)], "loop": True,
         "animation": "walk", "cycles": 1, "res": [S, S],
-        "vertices": int(len(c.verts)), "faces": int(len(c.faces)),
+        "vertices": int(len(used)), "faces": int(len(gt_faces)),
+        "vertices_rendered": int(len(c.verts)), "faces_rendered": int(len(c.faces)),
+        "faces_note": "the GT meshes are the rendered union of closed parts less the faces buried inside "
+                      "another part in every frame (open where parts join, the openings hidden)",
         "parts": list(c.parts), "bones": list(BONES), "parents": list(PARENTS),
-        "bbox_diag": float(np.median(diags)),
+        "bbox_diag": float(np.median(np.linalg.norm(world[:, used].max(1) - world[:, used].min(1), axis=1))),
         "bbox_diag_note": "median over frames of the world-space axis-aligned bbox diagonal (model units)",
-        "bbox_diag_union": float(np.linalg.norm(hi - lo)),
+        "bbox_diag_union": float(np.linalg.norm(np.ptp(world[:, used].reshape(-1, 3), axis=0))),
         "mask_coverage_mean": float(masks.mean()),
         "camera": {"fov_deg": FOV_DEG, "fx": fx, "distance": dist, "target_world": target.tolist(),
                    "azim0_deg": azim0, "orbit_deg": orbit, "elev_deg": elev, "fill": FILL},
