@@ -251,6 +251,25 @@ class Fitter:
                     f"Lower stages.{stage_name}.lr or that term's weight, then resume=true."
                 )
 
+    PER_FRAME = ("root_rot", "root_trans", "bone_rot", "bone_trans")
+
+    def _lazy_step(self, frames: torch.Tensor) -> None:
+        """Optimizer step that moves per-frame parameters only for the frames in the batch.
+
+        Adam keeps moving a parameter on its momentum for many steps after its last
+        gradient; per-frame parameters of frames left out of a batch would drift between
+        their visits. This restores them (the "lazy Adam" of sparse embeddings)."""
+        m = self.model
+        keep = torch.ones(self.data.num_frames, dtype=torch.bool, device=self.device)
+        keep[frames] = False
+        saved = {n: getattr(m, n).detach()[keep].clone() for n in self.PER_FRAME}
+        if m.log_focal.shape[0] > 1:
+            saved["log_focal"] = m.log_focal.detach()[keep].clone()
+        self.optimizer.step()
+        with torch.no_grad():
+            for n, v in saved.items():
+                getattr(m, n)[keep] = v
+
     def _run_steps(self, stage, name: str, n: int, gen: torch.Generator,
                    bar: Optional[tqdm] = None, on_step: Optional[Callable] = None) -> dict:
         """n optimizer steps; returns the mean of the last steps' terms."""
@@ -262,7 +281,7 @@ class Fitter:
             total = L.total_loss(terms, stage.weights)
             self.optimizer.zero_grad(set_to_none=True)
             total.backward()
-            self.optimizer.step()
+            self._lazy_step(torch.cat([ids, ids + direction]))
             rec = {k: float(v.detach()) for k, v in terms.items()}
             rec.update({k: float(v) for k, v in diag.items()})
             rec["total"] = float(total.detach())
