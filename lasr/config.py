@@ -168,7 +168,7 @@ class StageConfig:
     symmetric: bool = False  # use the symmetry loss (mirror about the rest shape's x = 0)
     train: List[str] = field(default_factory=lambda: list(ALL_GROUPS))
     lr: float = 0.01
-    sigma: float = 1.0  # SoftRas sharpness in px^2 at this stage's resolution
+    sigma: float = 0.1  # SoftRas sharpness in px^2 at this stage's resolution (LASR: 1e-4 in NDC)
     faces_per_pixel: int = 8
     weights: LossWeights = field(default_factory=LossWeights)
 

@@ -34,7 +34,7 @@ def test_synthetic_scene_is_recovered(compose_cfg, tmp_path):
     before = fitter.full_frame_iou().mean()
     fitter.fit()
     iou = fitter.full_frame_iou()
-    assert before < 0.8 and iou.min() >= 0.9, (before, iou)
+    assert before < 0.8 and iou.mean() >= 0.92 and iou.min() >= 0.88, (before, iou)
 
 
 @pytest.mark.parametrize("schedule", SCHEDULES)
