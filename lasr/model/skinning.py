@@ -325,6 +325,21 @@ def _lbs_normal_equations(
     return jtj, jtr
 
 
+def _spd_solve(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Solve batched symmetric positive-definite systems ``a x = b`` by Cholesky.
+
+    (Batched LU, ``torch.linalg.solve``, deadlocks with 2 intra-op threads on some CPU
+    builds of torch 2.15; Cholesky does not, and the damped normal equations are SPD.)
+    Matrices that are not numerically SPD get a little more diagonal damping.
+    """
+    chol, info = torch.linalg.cholesky_ex(a)
+    if bool((info > 0).any()):
+        bump = 1e-9 * a.diagonal(dim1=-2, dim2=-1).abs().amax(-1).clamp_min(1e-30)
+        eye = torch.eye(a.shape[-1], dtype=a.dtype, device=a.device)
+        chol, info = torch.linalg.cholesky_ex(a + bump[..., None, None] * eye)
+    return torch.cholesky_solve(b, chol)
+
+
 @torch.no_grad()
 def fit_bone_transforms(
     rest: torch.Tensor,
@@ -396,7 +411,7 @@ def fit_bone_transforms(
             jtj, jtr = _lbs_normal_equations(x, w, r_c, res.reshape(tc, nv, 3))
             diag = jtj.diagonal(dim1=1, dim2=2)
             lam = mu * diag.amax(-1, keepdim=True) + 1e-30
-            step = -torch.linalg.solve(jtj + torch.diag_embed(lam.expand_as(diag)), jtr)[..., 0]
+            step = -_spd_solve(jtj + torch.diag_embed(lam.expand_as(diag)), jtr)[..., 0]
             step = step.reshape(tc, nb, 6)
             r_new = axis_angle_to_matrix(step[..., :3]) @ r_c
             t_new = t_c + step[..., 3:]
