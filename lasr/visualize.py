@@ -26,7 +26,6 @@ def flow_to_rgb(flow: np.ndarray, max_norm: float | None = None) -> np.ndarray:
 def log_panels(fitter, stage, step: int, frames: int = 4) -> None:
     """Observed vs rendered silhouette, flow and colour for a few frames, as one image."""
     from . import render as R
-    from .trainer import full_intrinsics  # noqa: F401  (keeps the import graph explicit)
 
     T = fitter.data.num_frames
     ids = torch.linspace(0, T - 2, min(frames, T - 1)).round().long().to(fitter.device)

@@ -17,7 +17,7 @@ import torch
 from tqdm import tqdm
 
 import lasr
-from lasr.config import FlowBackend, LasrConfig, SegmenterBackend
+from lasr.config import LasrConfig, SegmenterBackend
 from lasr.device import resolve_device
 from lasr.errors import InputError, LasrError
 

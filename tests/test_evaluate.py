@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.meshes import uv_sphere
 from lasr import evaluate as E
 
 BENCH = Path("/work/shared/bench/evaluate.py")
@@ -20,30 +21,6 @@ CLIP = Path("/work/shared/data/cesiumman_walk")
 # ----------------------------------------------------------------------------
 # synthetic data
 # ----------------------------------------------------------------------------
-def uv_sphere(n_lat=14, n_lon=24):
-    """Closed UV sphere (unit radius): vertices (V,3), outward-wound faces (F,3)."""
-    verts = [(0.0, 0.0, 1.0)]
-    for i in range(1, n_lat):
-        th = np.pi * i / n_lat
-        for j in range(n_lon):
-            ph = 2 * np.pi * j / n_lon
-            verts.append((np.sin(th) * np.cos(ph), np.sin(th) * np.sin(ph), np.cos(th)))
-    verts.append((0.0, 0.0, -1.0))
-    V = np.array(verts)
-    F = []
-    ring = lambda i, j: 1 + (i - 1) * n_lon + (j % n_lon)  # noqa: E731
-    for j in range(n_lon):
-        F.append((0, ring(1, j), ring(1, j + 1)))
-    for i in range(1, n_lat - 1):
-        for j in range(n_lon):
-            a, b, c, d = ring(i, j), ring(i, j + 1), ring(i + 1, j), ring(i + 1, j + 1)
-            F += [(a, c, b), (b, c, d)]
-    last = len(V) - 1
-    for j in range(n_lon):
-        F.append((last, ring(n_lat - 1, j + 1), ring(n_lat - 1, j)))
-    return V, np.array(F, dtype=np.int64)
-
-
 def rot(axis, deg):
     axis = np.asarray(axis, float) / np.linalg.norm(axis)
     K = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from lasr import gltf as G
+from tests.meshes import uv_sphere
 from lasr.model.skinning import lbs
 
 
@@ -25,20 +26,7 @@ def rotvec_to_matrix(r):
 
 
 def ellipsoid(n_lat=12, n_lon=20, radii=(1.0, 0.6, 0.4)):
-    V = [(0, 0, 1.0)]
-    for i in range(1, n_lat):
-        th = np.pi * i / n_lat
-        for j in range(n_lon):
-            ph = 2 * np.pi * j / n_lon
-            V.append((np.sin(th) * np.cos(ph), np.sin(th) * np.sin(ph), np.cos(th)))
-    V.append((0, 0, -1.0))
-    ring = lambda i, j: 1 + (i - 1) * n_lon + j % n_lon  # noqa: E731
-    F = [(0, ring(1, j), ring(1, j + 1)) for j in range(n_lon)]
-    for i in range(1, n_lat - 1):
-        for j in range(n_lon):
-            F += [(ring(i, j), ring(i + 1, j), ring(i, j + 1)), (ring(i, j + 1), ring(i + 1, j), ring(i + 1, j + 1))]
-    F += [(len(V) - 1, ring(n_lat - 1, j + 1), ring(n_lat - 1, j)) for j in range(n_lon)]
-    return np.array(V) * radii, np.array(F, dtype=np.int64)
+    return uv_sphere(n_lat, n_lon, radii)
 
 
 def synthetic_skeleton(B=8, T=5, max_bones=None, seed=0, bone_deg=35.0):

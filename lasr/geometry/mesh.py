@@ -40,7 +40,8 @@ __all__ = [
 ]
 
 
-def _as_numpy(x) -> np.ndarray:
+def as_numpy(x) -> np.ndarray:
+    """A numpy view of a tensor (detached, on the CPU) or of anything array-like."""
     if isinstance(x, torch.Tensor):
         return x.detach().cpu().numpy()
     return np.asarray(x)
@@ -268,8 +269,8 @@ def manifold_report(verts, faces, check_vertices: bool = True) -> dict:
       (connected components of faces through shared edges), ``euler``
       (V_referenced - E + F).
     """
-    v = _as_numpy(verts)
-    f = _as_numpy(faces).astype(np.int64).reshape(-1, 3)
+    v = as_numpy(verts)
+    f = as_numpy(faces).astype(np.int64).reshape(-1, 3)
     nv, nf = int(v.shape[0]), int(f.shape[0])
     rep = dict(num_verts=nv, num_faces=nf)
     bad = int(((f < 0) | (f >= nv)).any(axis=1).sum())
@@ -390,7 +391,7 @@ def remove_unreferenced_vertices(verts, faces):
     Returns ``(verts_new, faces_new, old_index_of_new (V_new,))``.
     """
     is_torch = isinstance(verts, torch.Tensor)
-    v, f = _as_numpy(verts), _as_numpy(faces).astype(np.int64)
+    v, f = as_numpy(verts), as_numpy(faces).astype(np.int64)
     used = np.unique(f.reshape(-1))
     remap = -np.ones(v.shape[0], dtype=np.int64)
     remap[used] = np.arange(used.shape[0])
@@ -423,9 +424,9 @@ def save_obj(path: str | os.PathLike, verts, faces, colors=None) -> None:
         faces: ``(F, k)`` integer tensor or array (k >= 3), 0-based.
         colors: optional ``(V, 3)`` floats.
     """
-    v = _as_numpy(verts).astype(np.float64).reshape(-1, 3)
-    f = _as_numpy(faces).astype(np.int64)
-    c = None if colors is None else _as_numpy(colors).astype(np.float64).reshape(-1, 3)
+    v = as_numpy(verts).astype(np.float64).reshape(-1, 3)
+    f = as_numpy(faces).astype(np.int64)
+    c = None if colors is None else as_numpy(colors).astype(np.float64).reshape(-1, 3)
     if c is not None and c.shape[0] != v.shape[0]:
         raise ValueError("colors must have one row per vertex")
     lines = ["# written by lasr.geometry.mesh.save_obj"]

@@ -13,7 +13,8 @@ and converted).
 from __future__ import annotations
 
 import numpy as np
-import torch
+
+from .mesh import as_numpy
 
 __all__ = [
     "closest_point_on_triangles",
@@ -22,12 +23,6 @@ __all__ = [
     "sample_surface",
     "hausdorff_distance",
 ]
-
-
-def _np(x) -> np.ndarray:
-    if isinstance(x, torch.Tensor):
-        x = x.detach().cpu().numpy()
-    return np.asarray(x)
 
 
 def _safe_div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -101,9 +96,9 @@ def closest_point_on_mesh(points, verts, faces, chunk: int = 4096):
     """
     from scipy.spatial import cKDTree
 
-    q = _np(points).astype(np.float64).reshape(-1, 3)
-    v = _np(verts).astype(np.float64)
-    f = _np(faces).astype(np.int64)
+    q = as_numpy(points).astype(np.float64).reshape(-1, 3)
+    v = as_numpy(verts).astype(np.float64)
+    f = as_numpy(faces).astype(np.int64)
     tri = v[f]  # (F, 3, 3)
     cen = tri.mean(1)
     rad = np.linalg.norm(tri - cen[:, None], axis=-1).max()
@@ -145,8 +140,8 @@ def point_to_mesh_distance(points, verts, faces) -> np.ndarray:
 
 def sample_surface(verts, faces, n: int, seed: int = 0) -> np.ndarray:
     """``(n, 3)`` points sampled uniformly (area-weighted) on the surface."""
-    v = _np(verts).astype(np.float64)
-    f = _np(faces).astype(np.int64)
+    v = as_numpy(verts).astype(np.float64)
+    f = as_numpy(faces).astype(np.int64)
     tri = v[f]
     area = 0.5 * np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1)
     rng = np.random.default_rng(seed)
@@ -161,8 +156,8 @@ def hausdorff_distance(verts_a, faces_a, verts_b, faces_b, samples: int = 20000,
     """Symmetric Hausdorff distance between two surfaces, estimated from all
     vertices plus ``samples`` random surface points of each mesh, measured
     exactly point-to-surface against the other mesh."""
-    pa = np.concatenate([_np(verts_a).astype(np.float64), sample_surface(verts_a, faces_a, samples, seed)])
-    pb = np.concatenate([_np(verts_b).astype(np.float64), sample_surface(verts_b, faces_b, samples, seed + 1)])
+    pa = np.concatenate([as_numpy(verts_a).astype(np.float64), sample_surface(verts_a, faces_a, samples, seed)])
+    pb = np.concatenate([as_numpy(verts_b).astype(np.float64), sample_surface(verts_b, faces_b, samples, seed + 1)])
     dab = point_to_mesh_distance(pa, verts_b, faces_b).max()
     dba = point_to_mesh_distance(pb, verts_a, faces_a).max()
     return float(max(dab, dba))

@@ -28,22 +28,16 @@ import warnings
 import numpy as np
 import torch
 
-from .mesh import _signed_volume_np, is_closed_manifold, manifold_report, remove_unreferenced_vertices
+from .mesh import _signed_volume_np, as_numpy, is_closed_manifold, manifold_report, remove_unreferenced_vertices
 from .proximity import closest_point_on_mesh
 
 __all__ = ["remesh", "transfer_vertex_attributes", "relax_on_surface", "delaunay_flip", "triangle_quality"]
 
 
-def _np(x) -> np.ndarray:
-    if isinstance(x, torch.Tensor):
-        x = x.detach().cpu().numpy()
-    return np.asarray(x)
-
-
 def triangle_quality(verts, faces) -> np.ndarray:
     """Per-face shape quality ``4 sqrt(3) A / (a^2 + b^2 + c^2)`` in ``[0, 1]``
     (1 = equilateral, 0 = degenerate).  Returns ``(F,)`` float64."""
-    v, f = _np(verts).astype(np.float64), _np(faces).astype(np.int64)
+    v, f = as_numpy(verts).astype(np.float64), as_numpy(faces).astype(np.int64)
     t = v[f]
     e = (
         ((t[:, 1] - t[:, 2]) ** 2).sum(1)
@@ -81,8 +75,8 @@ def relax_on_surface(
     Returns:
         ``(V, 3)`` float64 relaxed positions.
     """
-    v = _np(verts).astype(np.float64).copy()
-    f = _np(faces).astype(np.int64)
+    v = as_numpy(verts).astype(np.float64).copy()
+    f = as_numpy(faces).astype(np.int64)
     e = np.concatenate([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]], 0)
     e = np.unique(np.sort(e, 1), axis=0)
     deg = np.bincount(e.reshape(-1), minlength=v.shape[0]).astype(np.float64)
@@ -122,8 +116,8 @@ def delaunay_flip(verts, faces, max_passes: int = 10, max_dihedral_deg: float = 
     Returns:
         new faces ``(F, 3)`` int64.
     """
-    v = _np(verts).astype(np.float64)
-    f = _np(faces).astype(np.int64).copy()
+    v = as_numpy(verts).astype(np.float64)
+    f = as_numpy(faces).astype(np.int64).copy()
     nv = v.shape[0]
     cos_max = np.cos(np.deg2rad(max_dihedral_deg))
 
@@ -255,8 +249,8 @@ def remesh(
     """
     dtype = verts.dtype if isinstance(verts, torch.Tensor) and verts.is_floating_point() else torch.float32
     device = verts.device if isinstance(verts, torch.Tensor) else None
-    v0 = _np(verts).astype(np.float64)
-    f0 = _np(faces).astype(np.int64)
+    v0 = as_numpy(verts).astype(np.float64)
+    f0 = as_numpy(faces).astype(np.int64)
     target = int(target_faces)
     if target < 4:
         raise ValueError(f"target_faces must be >= 4, got {target_faces}")
@@ -321,18 +315,18 @@ def transfer_vertex_attributes(verts_old, faces_old, attr_old, verts_new, method
         dtype/device), else a numpy array.
     """
     is_torch = isinstance(attr_old, torch.Tensor)
-    a = _np(attr_old)
+    a = as_numpy(attr_old)
     squeeze = a.ndim == 1
     a2 = a.reshape(a.shape[0], -1).astype(np.float64)
-    vo = _np(verts_old).astype(np.float64)
-    vn = _np(verts_new).astype(np.float64)
+    vo = as_numpy(verts_old).astype(np.float64)
+    vn = as_numpy(verts_new).astype(np.float64)
     if method == "nearest":
         from scipy.spatial import cKDTree
 
         _, idx = cKDTree(vo).query(vn)
         out = a2[idx]
     elif method == "barycentric":
-        fo = _np(faces_old).astype(np.int64)
+        fo = as_numpy(faces_old).astype(np.int64)
         _, _, fi, bary = closest_point_on_mesh(vn, vo, fo)
         out = np.einsum("nk,nkc->nc", bary, a2[fo[fi]])
     else:
