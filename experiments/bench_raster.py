@@ -9,7 +9,7 @@ Usage::
 Each case renders a closed, bumpy UV-sphere mesh with exactly ``faces`` faces
 (filling roughly 60% of the image width, a different rotation per frame) at
 ``res`` x ``res`` pixels for ``batch`` frames, with the default
-:class:`lasr.render.RasterSettings` (sigma = 1 px^2, K = 8, bin size
+:class:`lasr.render.RasterSettings` (sigma = 1 px^2, K = 8, band height
 heuristic).  One timed iteration is ``rasterize`` + ``blend`` (silhouette) +
 an L2 loss against a target + ``backward()`` to the vertices.
 
@@ -17,10 +17,11 @@ With ``--json`` each case prints one JSON object per line with keys
 ``faces, res, batch, device, fwd_bwd_ms`` (median over ``--repeats`` timed
 iterations after warm-up), ``peak_mem_mb``, and extra diagnostics
 (``raster_ms``: median of the no-grad rasterisation alone, ``threads``,
-``bin_size``, ``K``, ``sigma``, and ``loadavg_1m``, the machine's 1-minute
-load average at the end of the case: on a shared machine, timings with
-several intra-op threads degrade sharply once other processes compete for
-the cores).
+``bin_size`` (the rasteriser's band height in rows, see
+:func:`lasr.render.choose_bin_size`), ``K``, ``sigma``, and ``loadavg_1m``,
+the machine's 1-minute load average at the end of the case: on a shared
+machine, timings with several intra-op threads degrade sharply once other
+processes compete for the cores).
 
 ``peak_mem_mb``: on CUDA, ``torch.cuda.max_memory_allocated`` during the timed
 loop minus the allocation before it; on CPU (no allocator statistics), every

@@ -1,7 +1,8 @@
 """Differentiable soft rasteriser in pure PyTorch (CPU and GPU).
 
-``rasterize`` (no gradients) selects K faces per pixel (within the blur radius) through
-screen-space binning; ``blend`` recomputes distances, depths and barycentrics
+``rasterize`` (no gradients) selects K faces per pixel (within the blur radius), testing
+each face only against the pixels of its own screen box in horizontal bands of rows
+(never every pixel against every face); ``blend`` recomputes distances, depths and barycentrics
 for those faces with plain tensor ops and produces the SoftRas silhouette
 (Liu et al. 2019), depth-blended per-vertex attributes (SoftRas / PyTorch3D
 softmax blend) and rendered optical flow (as in LASR, Yang et al. 2021).

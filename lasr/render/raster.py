@@ -1,4 +1,4 @@
-"""Coarse-to-fine screen-space rasterisation (no gradients).
+"""Face-centric screen-space rasterisation (no gradients).
 
 For every pixel, find up to ``K`` faces whose projected triangle lies within
 the blur radius of the pixel centre (the most important ones for the blend).  This only *selects*
@@ -8,23 +8,37 @@ follow PyTorch3D's ``rasterize_meshes`` / ``Fragments`` (Ravi et al. 2020);
 the blur radius and the depth of pixels outside a triangle (clipped
 barycentrics) follow SoftRas (Liu et al. 2019).
 
-Algorithm (pure PyTorch, vectorised, no Python loop over pixels or faces):
+Algorithm (PyTorch, vectorised, no Python loop over pixels or faces; on CPU
+a few steps use NumPy, whose sort and ``flatnonzero`` are much faster there):
 
 1. project the vertices, cull faces behind ``near`` / beyond ``far`` /
-   degenerate, and compute each face's screen bounding box grown by the blur
-   radius;
-2. *binning*: enumerate all (face, bin) pairs with ``repeat_interleave`` and
-   sort them by bin, giving each square ``bin_size`` x ``bin_size`` bin a list
-   of candidate faces;
-3. *fine pass*: bins are processed in chunks (sorted by candidate count so the
-   padding stays small).  For every face the three screen barycentrics and the
-   three along-edge coordinates are affine functions of the pixel position,
-   so one batched matmul evaluates them for all (pixel, candidate) pairs of a
-   chunk; the exact squared point-to-triangle distance, the inside test and the
-   depth at the clipped barycentrics follow element-wise;
-4. ``topk`` over the candidates of each pixel keeps the ``K`` best faces
-   within the blur radius (see :func:`ranking_weights`: by default those
-   that dominate either the silhouette or the depth-softmax blend).
+   degenerate, and compute each face's pixel bounding box grown by the blur
+   radius (clipped to the image);
+2. *bands*: the rows of all frames, stacked (row ``b * H + v``), are split
+   into horizontal bands of ``bin_size`` rows (:func:`choose_bin_size`); the
+   candidates of a band's pixels are ranked together, so a band bounds the
+   memory and the width of the sort key below;
+3. *face-centric evaluation*: a band's faces (boxes clipped to the band) are
+   sorted by box height, then width, and evaluated in chunks of up to
+   ``chunk_pairs`` (pixel, face) pairs, each face against the pixels of its
+   own box only (padded to the chunk's tallest and widest box).  The three distances to the edge
+   lines, the three coordinates along the edges and the plane's inverse depth
+   are affine in the pixel position, so they are sums of a per-(row, face) and
+   a per-(column, face) term (layout ``(row, column, face)``, face innermost);
+   the exact squared point-to-triangle distance (minimum over the three edge
+   segments), the inside test, the ranking depth and the nearest edge follow
+   element-wise, and the pairs within the blur radius (or inside) are
+   compacted into flat candidate lists;
+4. *selection*: the band's candidates are sorted by (pixel, ranking score)
+   (see :func:`ranking_weights`; for float32 one sort of packed 64-bit keys
+   ``pixel | score bits | candidate``, otherwise two stable sorts; the
+   ``"hybrid"`` score first needs each pixel's best weight and coverage, a
+   segmented minimum) and the first ``K`` of every pixel are written to the
+   outputs.
+
+Unlike screen-space binning, no (pixel, face) pair outside the face's own
+grown box is ever evaluated, and no candidate list is padded to a bin's
+longest one.
 """
 
 from __future__ import annotations
@@ -32,8 +46,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
-import torch.nn.functional as nnf
 from torch import Tensor
 
 from .camera import PerspectiveCamera, as_camera
@@ -113,61 +127,115 @@ def project_faces(
     b = max(uv.shape[0], cam.batch_size)
     uv = uv.expand(b, -1, -1)
     z = z.expand(b, -1)
-    tri = uv[:, faces]
-    tz = z[:, faces]
+    fl = faces.reshape(-1)
+    F = faces.shape[0]
+    tri = uv.index_select(1, fl).view(b, F, 3, 2)
+    tz = z.index_select(1, fl).view(b, F, 3)
     e1 = tri[:, :, 1] - tri[:, :, 0]
     e2 = tri[:, :, 2] - tri[:, :, 0]
     area2 = e1[..., 0] * e2[..., 1] - e1[..., 1] * e2[..., 0]
+    z0, z1, z2 = tz.unbind(-1)
+    zmin = torch.minimum(torch.minimum(z0, z1), z2)
+    zmax = torch.maximum(torch.maximum(z0, z1), z2)
     valid = (
-        (tz > settings.near).all(-1)
-        & (tz < settings.far).all(-1)
-        & torch.isfinite(tri).all(-1).all(-1)
+        (zmin > settings.near)
+        & (zmax < settings.far)
+        & torch.isfinite(tri).view(b, F, 6).all(-1)
         & (area2.abs() > settings.min_area)
     )
     return tri, tz, valid
 
 
-def choose_bin_size(tri: Tensor, valid: Tensor, settings: RasterSettings) -> int:
-    """Heuristic bin size (pixels) when ``settings.bin_size`` is ``None``.
+def _face_boxes(tri: Tensor, valid: Tensor, settings: RasterSettings) -> tuple[Tensor, Tensor]:
+    """Pixel boxes ``(4, B * F)`` int64 ``(u0, u1, v0, v1)`` (inclusive) of the
+    faces grown by the blur radius and clipped to the image, and ``live``
+    ``(B * F,)``: valid with a non-empty box."""
+    H, W = settings.image_size
+    r = settings.blur_radius
+    t0, t1, t2 = tri.unbind(2)
+    lo = torch.minimum(torch.minimum(t0, t1), t2) - r
+    hi = torch.maximum(torch.maximum(t0, t1), t2) + r
+    big = float(max(H, W) + 2)
+    box = torch.stack([
+        torch.ceil(lo[..., 0].clamp(-1.0, big)).clamp(0, W),
+        torch.floor(hi[..., 0].clamp(-1.0, big)).clamp(-1, W - 1),
+        torch.ceil(lo[..., 1].clamp(-1.0, big)).clamp(0, H),
+        torch.floor(hi[..., 1].clamp(-1.0, big)).clamp(-1, H - 1),
+    ]).long().view(4, -1)
+    live = valid.reshape(-1) & (box[0] <= box[1]) & (box[2] <= box[3])
+    return box, live
 
-    The fine pass costs about ``pixels * (faces per bin)``, and a face's
-    blur-grown bounding box of side ``s`` overlaps about ``((bin + s) / bin)^2``
-    bins, so both terms balance at a bin comparable to the typical face box.
-    We use the median (over valid faces) of the grown box side ``s``: on CPU
-    ``2^round(log2(s / 3))`` clamped to ``[4, 32]`` (tuned on a 2-core
-    machine), on GPU ``2^round(log2(s))`` clamped to ``[16, 64]`` (per-chunk
-    overhead dominates there).
+
+# the packed sort key holds the band-local pixel index and the candidate index
+# in 31 bits (plus 32 bits of score); see _sort_by_pixel_then_score
+_KEY_BITS = 31
+# memory bound of a band (automatic band height): at most this many (pixel,
+# face) box pairs, unless a single row has more (~25 bytes per candidate are
+# kept for the band)
+_BAND_PAIRS = 1 << 20
+
+
+def _row_pairs(gv0: Tensor, gv1: Tensor, nx: Tensor, nrows: int) -> np.ndarray:
+    """Number of (pixel, face) box pairs in each of the ``nrows`` stacked rows,
+    given the faces' first and last stacked box rows and box widths."""
+    diff = torch.zeros(nrows + 1, dtype=torch.long, device=nx.device)
+    diff.index_add_(0, gv0, nx)
+    diff.index_add_(0, gv1 + 1, -nx)
+    return torch.cumsum(diff[:-1], 0).cpu().numpy()
+
+
+def _band_height(row_pairs: np.ndarray, W: int) -> int:
+    """Largest power-of-two band height whose pixel count and heaviest band
+    (in box pairs) fit the packed sort key and :data:`_BAND_PAIRS`.
+
+    The box pairs overestimate the candidates (the corners of a face's box are
+    farther than the blur radius; typically a quarter to a third of the
+    pairs), so one bit of slack is allowed: a band whose candidates do not fit
+    after all is sorted by the slower two-pass path."""
+    n = row_pairs.shape[0]
+    cum = np.concatenate([[0], np.cumsum(row_pairs)])
+    h = 1 << (max(n, 1) - 1).bit_length()
+    while h > 1:
+        heaviest = int((cum[h:] - cum[:-h]).max()) if h <= n else int(cum[-1])
+        bits = max(heaviest - 1, 0).bit_length() + (h * W - 1).bit_length()
+        if bits <= _KEY_BITS + 1 and heaviest <= _BAND_PAIRS:
+            break
+        h //= 2
+    return h
+
+
+def choose_bin_size(tri: Tensor, valid: Tensor, settings: RasterSettings) -> int:
+    """Height (rows) of the horizontal bands of :func:`rasterize`: ``settings.bin_size``
+    if set, otherwise a heuristic.
+
+    The rows of all ``B`` frames are stacked (row ``b * H + v``) and cut into
+    bands of this many rows; the candidates of a band are ranked together.
+    The heuristic takes the tallest power of two such that every band's pixel
+    count and its number of (pixel, face) box pairs (about its number of
+    candidates) fit the packed 64-bit sort key (32 bits of score, 31 bits for
+    pixel and candidate indices) and at most ``2^20`` pairs are held at once:
+    one band for small images, bands of a few dozen rows for large ones.
+
+    Args:
+        tri: ``(B, F, 3, 2)`` projected vertices, ``valid``: ``(B, F)`` (from
+            :func:`project_faces`).
     """
     if settings.bin_size is not None:
         return int(settings.bin_size)
-    h, w = settings.image_size
-    if not bool(valid.any()):
-        return 8
-    ext = (tri.amax(-2) - tri.amin(-2))[valid]  # (N, 2)
-    ext = ext.clamp(max=float(max(h, w)))
-    side = float(ext.max(-1).values.median()) + 2.0 * settings.blur_radius
-    if tri.device.type == "cpu":
-        # CPU: small bins keep the padded (pixel, candidate) work close to the
-        # true candidate count; measured best at 4 px for faces up to ~12 px
-        s = 2 ** round(math.log2(max(side / 3.0, 1.0)))
-        s = int(min(max(s, 4), 32))
-    else:
-        s = 2 ** round(math.log2(max(side, 1.0)))
-        s = int(min(max(s, 16), 64))
-    return s
+    B, F = tri.shape[:2]
+    H, W = settings.image_size
+    box, live = _face_boxes(tri, valid, settings)
+    fid = _nonzero(live)
+    b = box.index_select(1, fid)
+    row = (fid // F) * H
+    return _band_height(_row_pairs(b[2] + row, b[3] + row, b[1] - b[0] + 1, B * H), W)
 
 
-# number of affine per-face functions evaluated by the fine pass:
-# L_0..2 (signed distance to the line of edge i), T_0..2 (coordinate along
-# edge i), and the plane's inverse depth 1/z.
-_NFUN = 7
-_PAD_L = -1e18  # L_0..2 of the padding face: never inside, never within the blur radius
+def _face_coefs(tri: Tensor, tz: Tensor, near: float) -> Tensor:
+    """Per-face affine coefficients of the evaluation, ``(26, n)``.
 
-
-def _face_tables(tri: Tensor, tz: Tensor, valid: Tensor, settings: RasterSettings) -> Tensor:
-    """Per-face affine coefficients used by the fine pass.
-
-    Edge ``i`` is the edge opposite vertex ``i``: from ``a_i = v_{i+1}`` to
+    ``tri`` ``(n, 3, 2)`` projected vertices, ``tz`` ``(n, 3)`` depths.  Edge
+    ``i`` is the edge opposite vertex ``i``: from ``a_i = v_{i+1}`` to
     ``v_{i+2}``, ``e_i = v_{i+2} - v_{i+1}``.  For a pixel ``p`` (all affine in
     ``p``; 2A is the signed doubled area, so any winding works):
 
@@ -180,61 +248,36 @@ def _face_tables(tri: Tensor, tz: Tensor, valid: Tensor, settings: RasterSetting
     * inverse depth of the face's plane along the pixel's ray:
       ``1/z(p) = sum_i lam_i(p) / z_i`` (perspective-correct interpolation).
 
-    Returns ``(B * F + 1, 26)``: columns ``0:7`` factor of ``u``, ``7:14``
-    factor of ``v``, ``14:21`` constant, for the functions
-    ``(L_0, L_1, L_2, T_0, T_1, T_2, 1/z)``; then ``|e_0..2|``, ``min_i 1/z_i``,
-    ``max_i 1/z_i``.  The extra last row is the padding face (never a
-    candidate).
+    Rows ``0:7`` factor of ``u``, ``7:14`` factor of ``v``, ``14:21`` constant,
+    for the functions ``(L_0, L_1, L_2, T_0, T_1, T_2, 1/z)``; then
+    ``|e_0..2|``, ``min_i 1/z_i``, ``max_i 1/z_i``.
     """
-    n = tri.shape[0] * tri.shape[1]
-    dt, dev = tri.dtype, tri.device
-    t = tri.reshape(n, 3, 2)
-    a = t.roll(-1, dims=1)
-    e = t.roll(-2, dims=1) - a
-    ex, ey = e[..., 0], e[..., 1]
-    ax, ay = a[..., 0], a[..., 1]
-    area2 = (t[:, 1, 0] - t[:, 0, 0]) * (t[:, 2, 1] - t[:, 0, 1]) - (t[:, 1, 1] - t[:, 0, 1]) * (
-        t[:, 2, 0] - t[:, 0, 0]
-    )
-    v = valid.reshape(n)
-    area2 = torch.where(v, area2, torch.ones_like(area2))
-    elen = torch.linalg.vector_norm(e, dim=-1).clamp_min(1e-30)
-    iz = 1.0 / tz.reshape(n, 3).clamp_min(settings.near)
-    cr = torch.stack([-ey, ex, ey * ax - ex * ay], 1)  # cross(e_i, p - a_i) = cr . (u, v, 1)
-    lam_c = cr / area2[:, None, None]  # (n, 3 rows, 3 edges)
-    tab = torch.zeros(n + 1, 26, dtype=dt, device=dev)
-    f = tab[:n, :21].view(n, 3, 7)
-    f[:, :, 0:3] = cr / elen[:, None, :] * torch.sign(area2)[:, None, None]
-    f[:, :, 3:6] = torch.stack([ex, ey, -(ax * ex + ay * ey)], 1) / elen[:, None, :]
-    f[:, :, 6] = (lam_c * iz[:, None, :]).sum(-1)
-    tab[:n, 21:24] = elen
-    tab[:n, 24] = iz.amin(-1)
-    tab[:n, 25] = iz.amax(-1)
-    tab[n, 14:17] = _PAD_L
-    tab[n, 21:24] = 1.0
+    n = tri.shape[0]
+    x = tri[..., 0].t()  # (3 vertices, n)
+    y = tri[..., 1].t()
+    ax, ay = x.roll(-1, 0), y.roll(-1, 0)  # a_i = v_{i+1}
+    ex, ey = x.roll(-2, 0) - ax, y.roll(-2, 0) - ay  # e_i = v_{i+2} - v_{i+1}
+    area2 = (x[1] - x[0]) * (y[2] - y[0]) - (y[1] - y[0]) * (x[2] - x[0])
+    area2 = torch.where(area2 == 0, torch.ones_like(area2), area2)
+    elen = torch.sqrt(ex * ex + ey * ey).clamp_min_(1e-30)
+    iz = tz.t().clamp_min(near).reciprocal_()  # (3, n)
+    c0 = ey * ax - ex * ay  # cross(e_i, p - a_i) = -ey u + ex v + c0
+    tab = torch.empty(26, n, dtype=tri.dtype, device=tri.device)
+    s = torch.sign(area2) / elen  # (3, n)
+    tab[0:3] = -ey * s
+    tab[7:10] = ex * s
+    tab[14:17] = c0 * s
+    tab[3:6] = ex / elen
+    tab[10:13] = ey / elen
+    tab[17:20] = -(ax * ex + ay * ey) / elen
+    w = iz / area2  # lam_i / z_i = cross_i * iz_i / 2A
+    tab[6] = -(ey * w).sum(0)
+    tab[13] = (ex * w).sum(0)
+    tab[20] = (c0 * w).sum(0)
+    tab[21:24] = elen
+    tab[24] = iz.amin(0)
+    tab[25] = iz.amax(0)
     return tab
-
-
-def _argsort_bins(key: Tensor, n_keys: int) -> Tensor:
-    """Permutation that groups ``key`` (int64, values in ``[0, n_keys)``) by
-    value.  On CPU this uses NumPy (a radix sort for 16-bit keys), much faster
-    than ``torch.sort`` on few cores; elsewhere ``torch.sort``."""
-    if key.device.type == "cpu":
-        import numpy as np
-
-        k = key.numpy()
-        if n_keys <= 1 << 16:
-            order = np.argsort(k.astype(np.uint16), kind="stable")
-        else:
-            order = np.argsort(k.astype(np.int32 if n_keys < 1 << 31 else np.int64))
-        return torch.from_numpy(order.astype(np.int64))
-    return torch.sort(key)[1]
-
-
-def _row_min(x: Tensor) -> Tensor:
-    """Per-pixel minimum over the candidates (finite, so that subtracting it
-    keeps non-candidates at +inf)."""
-    return x.amin(-1, keepdim=True).clamp_max_(1e30)  # no candidate: inf - 1e30 stays inf
 
 
 def ranking_weights(settings: RasterSettings) -> tuple[float, float, str]:
@@ -266,12 +309,88 @@ def ranking_weights(settings: RasterSettings) -> tuple[float, float, str]:
     return a, b, settings.rank
 
 
+def _nonzero(mask: Tensor) -> Tensor:
+    """Flat indices of the true entries (NumPy on CPU: ~10x faster than
+    ``torch.nonzero`` there)."""
+    if mask.device.type == "cpu":
+        return torch.from_numpy(np.flatnonzero(mask.numpy()))
+    return mask.reshape(-1).nonzero().squeeze(1)
+
+
 def _chunk_pairs(settings: RasterSettings, device: torch.device) -> int:
     if settings.chunk_pairs is not None:
         return int(settings.chunk_pairs)
-    # CPU: keep the fine pass's temporaries (~12 floats per pair) inside L2;
+    # CPU: ~64k pairs (a few MB of temporaries, amortises the per-op cost);
     # GPU: large chunks so kernel launches are amortised.
-    return 1 << 14 if device.type == "cpu" else 1 << 22
+    return 1 << 16 if device.type == "cpu" else 1 << 22
+
+
+def _ordered_i32(x: Tensor) -> Tensor:
+    """float32 -> int32 with the same order (no NaN; -0.0 just below +0.0)."""
+    bits = x.view(torch.int32)
+    return bits ^ ((bits >> 31) & 0x7FFFFFFF)  # negatives: flip all but the sign bit
+
+
+def _sort_by_pixel_then_score(lp: Tensor, score: Tensor, npix: int) -> tuple[Tensor, Tensor]:
+    """Sort candidates by pixel, then by score (ties in any order).
+
+    ``lp``: int32/int64 pixel index in ``[0, npix)``, ``score``: float.
+    Returns the sorted pixel indices and the permutation (int64).  float32
+    scores whose indices fit 31 bits use one sort of packed int64 keys
+    ``pixel | score bits | candidate`` (on CPU NumPy's vectorised sort of
+    values, far faster than an argsort); otherwise two stable sorts (by
+    score, then by pixel)."""
+    m = lp.shape[0]
+    ib = max(m - 1, 1).bit_length()
+    if score.dtype == torch.float32 and ib + max(npix - 1, 1).bit_length() <= _KEY_BITS:
+        # lp * 2^(32+ib) + (ordered score + 2^31) * 2^ib + candidate, in 3 passes
+        off = 1 << (31 + ib)
+        key = torch.arange(off, off + m, device=lp.device)
+        key.add_(_ordered_i32(score), alpha=1 << ib)
+        key.add_(lp, alpha=1 << (32 + ib))
+        if key.device.type == "cpu":
+            key = torch.from_numpy(np.sort(key.numpy()))
+        else:
+            key = torch.sort(key).values
+        return key >> (32 + ib), key & ((1 << ib) - 1)
+    if lp.device.type == "cpu":
+        o = np.argsort(score.numpy(), kind="stable")
+        lo = lp.numpy()[o].astype(np.int64)
+        o = o[np.argsort(lo.astype(np.uint16) if npix <= 1 << 16 else lo, kind="stable")]
+        order = torch.from_numpy(o)
+    else:
+        order = torch.sort(score, stable=True)[1]
+        order = order.index_select(0, torch.sort(lp.index_select(0, order), stable=True)[1])
+    return lp.index_select(0, order).long(), order
+
+
+def _segment_min(x: Tensor, idx: Tensor, n: int) -> Tensor:
+    """``(n,)`` minimum of ``x`` over the entries with each ``idx`` value (+inf
+    where none)."""
+    if x.device.type == "cpu":
+        out = np.full(n, np.inf, dtype=x.numpy().dtype)
+        np.minimum.at(out, idx.numpy(), x.numpy())
+        return torch.from_numpy(out)
+    return torch.full((n,), math.inf, dtype=x.dtype, device=x.device).scatter_reduce_(0, idx.long(), x, "amin")
+
+
+def _ranking_score(sd: Tensor, zr: Tensor, lp: Tensor, npix: int, rank: tuple[float, float, str]) -> Tensor:
+    """Ranking score (lower is better, see :func:`ranking_weights`) of
+    candidates with signed squared distance ``sd`` (negative inside), ranking
+    depth ``zr`` at band-local pixel ``lp``."""
+    a, b, mode = rank
+    if mode == "depth" or b == 0.0:
+        return zr
+    if mode == "coverage":
+        return (sd * b).add_(zr, alpha=a * 1e-6)  # depth only breaks ties
+    score = sd.clamp_min(0.0)  # -log D ~ d^2 / sigma outside, ~0 inside
+    score.mul_(b).add_(zr, alpha=a)  # -log(blend weight) + const
+    if mode == "hybrid":
+        cov = sd * b  # -log D up to its leading terms (signed)
+        for x in (score, cov):  # relative to the pixel's best candidate
+            x.sub_(_segment_min(x, lp, npix).index_select(0, lp))
+        torch.minimum(score, cov, out=score)
+    return score
 
 
 @torch.no_grad()
@@ -293,8 +412,9 @@ def rasterize(
         cameras: :class:`PerspectiveCamera` or ``(B, 4)`` intrinsics
             ``(fx, fy, cx, cy)`` in pixels.
         settings: :class:`RasterSettings`; uses ``image_size``, ``sigma``,
-            ``blur_eps`` (blur radius), ``faces_per_pixel``, ``bin_size``,
-            ``near``, ``far``, ``min_area``, ``chunk_pairs``.
+            ``blur_eps`` (blur radius), ``faces_per_pixel``, ``rank``,
+            ``bin_size`` (band height), ``near``, ``far``, ``min_area``,
+            ``chunk_pairs``.
 
     Returns:
         :class:`Fragments` with ``(B, H, W, K)`` tensors.  A face is a
@@ -314,209 +434,155 @@ def rasterize(
     dev, dt = verts.device, verts.dtype
     tri, tz, valid = project_faces(verts, faces, cameras, settings)
     B, F = tri.shape[:2]
-    S = choose_bin_size(tri, valid, settings)
-    nby, nbx = -(-H // S), -(-W // S)
-    nbins = nby * nbx
     r2 = settings.blur_radius2
-    r = math.sqrt(r2)
 
-    # outputs, written bin by bin through a (B, nby, nbx, S, S, K) view
-    Hp, Wp = nby * S, nbx * S
-    p2f_out = torch.full((B, Hp, Wp, K), -1, dtype=torch.long, device=dev)
-    z_out = torch.full((B, Hp, Wp, K), -1.0, dtype=dt, device=dev)
-    d_out = torch.full((B, Hp, Wp, K), -1.0, dtype=dt, device=dev)
-    e_out = torch.full((B, Hp, Wp, K), -1, dtype=torch.int8, device=dev)
+    # outputs, flat (B * H * W * K,), written band by band
+    N = B * H * W
+    p2f_out = torch.full((N * K,), -1, dtype=torch.long, device=dev)
+    z_out = torch.full((N * K,), -1.0, dtype=dt, device=dev)
+    d_out = torch.full((N * K,), -1.0, dtype=dt, device=dev)
+    e_out = torch.full((N * K,), -1, dtype=torch.int8, device=dev)
+    result = Fragments(*(x.view(B, H, W, K) for x in (p2f_out, z_out, d_out, e_out)))
 
-    def binview(x: Tensor) -> Tensor:
-        return x.view(B, nby, S, nbx, S, K).permute(0, 1, 3, 2, 4, 5)
-
-    views = tuple(binview(x) for x in (p2f_out, z_out, d_out, e_out))
-
-    # ---- coarse pass: (face, bin) pairs --------------------------------
-    lo = tri.amin(2) - r  # (B, F, 2)
-    hi = tri.amax(2) + r
-    big = float(max(H, W) + 2)
-    u0 = torch.ceil(lo[..., 0].clamp(-1.0, big)).long().clamp(0, W)
-    u1 = torch.floor(hi[..., 0].clamp(-1.0, big)).long().clamp(-1, W - 1)
-    v0 = torch.ceil(lo[..., 1].clamp(-1.0, big)).long().clamp(0, H)
-    v1 = torch.floor(hi[..., 1].clamp(-1.0, big)).long().clamp(-1, H - 1)
-    live = valid & (u0 <= u1) & (v0 <= v1)
-    bx0, bx1 = u0 // S, u1.clamp_min(0) // S
-    by0, by1 = v0 // S, v1.clamp_min(0) // S
-    nx = (bx1 - bx0 + 1).clamp_min(1)
-    ny = (by1 - by0 + 1).clamp_min(1)
-    counts = torch.where(live, nx * ny, torch.zeros_like(nx)).reshape(-1)
-    total = int(counts.sum())
-    tab = _face_tables(tri, tz, valid, settings)  # (B*F + 1, 26)
-    if total > 0:
-        pf = torch.repeat_interleave(torch.arange(B * F, device=dev), counts, output_size=total)
-        start = torch.cumsum(counts, 0) - counts
-        off = torch.arange(total, device=dev) - start[pf]
-        nxf = nx.reshape(-1)[pf]
-        bx = bx0.reshape(-1)[pf] + off % nxf
-        by = by0.reshape(-1)[pf] + off // nxf
-        # cull (face, bin) pairs whose bin lies entirely more than r outside
-        # one of the face's edge lines (L_i is a unit-normal distance, so its
-        # maximum over the bin's pixel centres is L_i(centre) + (|a|+|b|) h)
-        half = (S - 1) / 2.0
-        cl = tab[:, [0, 1, 2, 7, 8, 9, 14, 15, 16]].t().contiguous().index_select(1, pf).view(3, 3, -1)
-        xc = (bx * S).to(dt) + half
-        yc = (by * S).to(dt) + half
-        lmax = cl[0] * xc + cl[1] * yc + cl[2]
-        lmax += (cl[0].abs() + cl[1].abs()) * half
-        keep = (lmax >= -(r + 1e-3 * (1.0 + r))).all(0)
-        pf, bx, by = pf[keep], bx[keep], by[keep]
-        bin_id = (pf // F) * nbins + by * nbx + bx  # global bin id b * nbins + by * nbx + bx
-        _fine_pass(pf, bin_id, tab, B, F, nbins, nbx, S, K, r2, settings, views)
-
-    def crop(x: Tensor) -> Tensor:
-        return x if (Hp == H and Wp == W) else x[:, :H, :W].contiguous()
-
-    return Fragments(crop(p2f_out), crop(z_out), crop(d_out), crop(e_out))
-
-
-def _fine_pass(
-    pf: Tensor, bin_id: Tensor, tab: Tensor, B: int, F: int, nbins: int, nbx: int, S: int, K: int,
-    r2: float, settings: RasterSettings, views: tuple[Tensor, ...],
-) -> None:
-    """Group the (face, bin) pairs by bin, evaluate bins in chunks of similar
-    candidate counts and write the K best faces into ``views``."""
-    dev, dt = tab.device, tab.dtype
-    order = _argsort_bins(bin_id, B * nbins)
-    face_sorted = torch.cat([pf[order], pf.new_full((1,), tab.shape[0] - 1)])  # + padding face
-    pad_slot = face_sorted.shape[0] - 1
-    bin_counts = torch.bincount(bin_id, minlength=B * nbins)
-    bin_start = torch.cumsum(bin_counts, 0) - bin_counts
-    n_live = int((bin_counts > 0).sum())
-    bin_order = torch.argsort(bin_counts, descending=True)[:n_live]
-    cnt_sorted = bin_counts[bin_order].tolist()
-
-    # chunks of consecutive bins (in decreasing count order), padded to the
-    # count of their first bin, about ``chunk`` (pixel, face) pairs each
-    chunk = _chunk_pairs(settings, dev)
-    chunks: list[tuple[int, int, int]] = []  # (first bin, number of bins, M)
-    i = 0
-    while i < n_live:
-        M = cnt_sorted[i]
-        nbc = max(1, min(n_live - i, chunk // (S * S * M)))
-        chunks.append((i, nbc, M))
-        i += nbc
-    m_of_bin = torch.repeat_interleave(
-        torch.tensor([c[2] for c in chunks], device=dev), torch.tensor([c[1] for c in chunks], device=dev)
-    )
-    n_slots = int(m_of_bin.sum())
-    slot_bin = torch.repeat_interleave(bin_order, m_of_bin, output_size=n_slots)
-    slot_pos = torch.arange(n_slots, device=dev) - torch.repeat_interleave(
-        torch.cumsum(m_of_bin, 0) - m_of_bin, m_of_bin, output_size=n_slots
-    )
-    sidx = torch.where(slot_pos < bin_counts[slot_bin], bin_start[slot_bin] + slot_pos, pad_slot)
-    fidx_all = face_sorted[sidx]  # (n_slots,) flat face id b * F + f, or the padding row
-    face_all = fidx_all % F
-    tab_t = tab.t().contiguous()  # (26, B*F + 1)
-    loc = bin_order % nbins
-    bin_ox = ((loc % nbx) * S).to(dt)
-    bin_oy = ((loc // nbx) * S).to(dt)
-    ar_s = torch.arange(S, device=dev, dtype=dt)
-
-    rank = ranking_weights(settings)
-    offs = [0]
-    for _, nbc, M in chunks:
-        offs.append(offs[-1] + nbc * M)
-
-    def run(j: int) -> tuple[Tensor, ...]:
-        first, nbc, M = chunks[j]
-        a, b = offs[j], offs[j + 1]
-        c = tab_t.index_select(1, fidx_all[a:b]).view(26, nbc, M)
-        return _fine_chunk(
-            c, bin_ox[first : first + nbc, None], bin_oy[first : first + nbc, None], ar_s,
-            face_all[a:b].view(nbc, M), K, r2, rank,
-        )
-
-    results = [run(j) for j in range(len(chunks))]
-    bb = bin_order // nbins
-    byc, bxc = loc // nbx, loc % nbx
-    for j, view in enumerate(views):
-        view[bb, byc, bxc] = torch.cat([r[j] for r in results])
-
-
-def _fine_chunk(
-    c: Tensor, ox: Tensor, oy: Tensor, ar_s: Tensor, face_ids: Tensor, K: int, r2: float,
-    rank: tuple[float, float, str],
-) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Evaluate the ``S x S`` pixels of ``nbc`` bins against their ``M``
-    candidate slots and keep the ``K`` best.
-
-    ``c``: ``(26, nbc, M)`` face tables (see :func:`_face_tables`) of the
-    slots; ``ox``/``oy``: ``(nbc, 1)`` pixel coordinates of the bins' first
-    pixel; ``ar_s``: ``arange(S)``; ``face_ids``: ``(nbc, M)`` per-frame face
-    index of each slot.  Returns ``(face, zbuf, dists, nearest_edge)``, each
-    ``(nbc, S, S, K)`` laid out ``[bin, dv, du, slot]`` and padded as in
-    :class:`Fragments`.
-    """
-    nbc, M = c.shape[1:]
-    S = ar_s.shape[0]
-    dt, dev = c.dtype, c.device
-    cu, cv = c[0:7], c[7:14]
-    c0 = c[14:21] + cu * ox + cv * oy  # value at the bin's first pixel, (7, nbc, M)
-    ar = ar_s[:, None, None]
-    vpart = torch.addcmul(c0[:, None], cv[:, None], ar)  # (7, S, nbc, M): c0 + cv * dv
-    upart = cu[:, None] * ar  # (7, S, nbc, M): cu * du
-    val = vpart[:, :, None] + upart[:, None, :]  # (7, S_v, S_u, nbc, M)
-    L = val[0:3]
-    T = val[3:6]
-    invz = val[6]
-    ell = c[21:24, None, None]  # (3, 1, 1, nbc, M)
-
-    mnL = torch.minimum(L[0], L[1])
-    torch.minimum(mnL, L[2], out=mnL)
-    inside = mnL >= 0
-    q = torch.clamp(T, min=torch.zeros((), dtype=dt, device=dev), max=ell)
-    torch.sub(T, q, out=q)
-    d2e = L * L
-    d2e.addcmul_(q, q)  # (3, ...) squared distance to each edge segment
-    d2 = torch.minimum(d2e[0], d2e[1])
-    torch.minimum(d2, d2e[2], out=d2)
-    # ranking depth: the plane's depth along the ray, clamped to the face's depth range
-    zr = torch.clamp(invz, min=c[24], max=c[25]).reciprocal_()
-    # ranking score, lower is better (see ranking_weights)
-    a, b, mode = rank
-    sd = torch.where(inside, -d2, d2)  # negative inside
-    far = d2 > r2
-    far &= ~inside
-    sd.masked_fill_(far, math.inf)
-    if mode == "depth" or b == 0.0:
-        score = zr.masked_fill(far, math.inf)
-    elif mode == "coverage":
-        score = sd * b
-        score.add_(zr, alpha=a * 1e-6)  # depth only breaks ties
+    box, live = _face_boxes(tri, valid, settings)
+    fid = _nonzero(live)  # live faces, flat index b * F + f
+    nf = fid.shape[0]
+    if nf == 0:
+        return result
+    tab = _face_coefs(tri.reshape(-1, 3, 2).index_select(0, fid), tz.reshape(-1, 3).index_select(0, fid),
+                      settings.near)  # (26, nf)
+    fbox = box.index_select(1, fid)
+    fb = fid // F
+    fface = fid - fb * F  # per-frame face index
+    frow = fb * H  # stacked row of the frame's first row
+    gv0 = fbox[2] + frow  # stacked rows of the box
+    gv1 = fbox[3] + frow
+    nx = fbox[1] - fbox[0] + 1
+    nrows = B * H
+    if settings.bin_size is not None:
+        band = int(settings.bin_size)
     else:
-        score = sd.clamp_min(0.0)  # -log D ~ d^2 / sigma outside, ~0 inside
-        score.mul_(b).add_(zr, alpha=a)  # -log(blend weight) + const
-        if mode == "hybrid":
-            cov = sd * b  # -log D up to its leading terms (signed)
-            score.sub_(_row_min(score))
-            cov.sub_(_row_min(cov))
-            torch.minimum(score, cov, out=score)
+        band = _band_height(_row_pairs(gv0, gv1, nx, nrows), W)
+    chunk = _chunk_pairs(settings, dev)
+    rank = ranking_weights(settings)
+    ar = torch.arange(max(H, W), device=dev)
+    arf, ar32 = ar.to(dt), ar.int()
+    zero = torch.zeros((), dtype=dt, device=dev)
 
-    k = min(K, M)
-    vals, sel = score.topk(k, dim=-1, largest=False, sorted=True)  # (S, S, nbc, k)
-    has = vals < math.inf
-    face = torch.gather(face_ids.expand(S, S, nbc, M), 3, sel)
-    face.masked_fill_(~has, -1)
-    zb = torch.gather(zr, 3, sel)
-    zb.masked_fill_(~has, -1.0)
-    dsel = torch.gather(d2, 3, sel)
-    sdo = torch.where(torch.gather(inside, 3, sel), dsel, -dsel)
-    sdo.masked_fill_(~has, -1.0)
-    # index of the nearest edge (first minimum), used by the blend
-    e0 = torch.gather(d2e[0], 3, sel)
-    e1 = torch.gather(d2e[1], 3, sel)
-    edge = torch.where(e0 <= dsel, 0, torch.where(e1 <= dsel, 1, 2)).to(torch.int8)
-    edge.masked_fill_(~has, -1)
-    out = []
-    for x in (face, zb, sdo, edge):
-        x = x.permute(2, 0, 1, 3)
-        if k < K:
-            x = nnf.pad(x, (0, K - k), value=-1)
-        out.append(x)
-    return tuple(out)
+    for r0 in range(0, nrows, band):
+        r1 = min(r0 + band, nrows)
+        if r0 == 0 and r1 == nrows:
+            sel = torch.arange(nf, device=dev)
+            cv0, cv1 = gv0, gv1
+        else:
+            sel = _nonzero((gv0 < r1) & (gv1 >= r0))
+            if sel.numel() == 0:
+                continue
+            cv0 = gv0.index_select(0, sel).clamp_min(r0)
+            cv1 = gv1.index_select(0, sel).clamp_max(r1 - 1)
+        ny_b = cv1 - cv0 + 1
+        nx_b = nx.index_select(0, sel)
+        cap = int((ny_b * nx_b).sum())
+        # faces by decreasing box height, then width, so that chunks pad little
+        key = (ny_b * (W + 1) + nx_b).cpu().numpy()
+        order_np = np.argsort(-key, kind="stable")
+        ny_np, nx_np = ny_b.cpu().numpy()[order_np], nx_b.cpu().numpy()[order_np]
+        order = torch.from_numpy(order_np).to(dev)
+        # per-face quantities of the band's faces, in that order
+        fi_b = sel.index_select(0, order)  # index into the live faces
+        c_b = tab.index_select(1, fi_b)  # (26, nb)
+        ox = fbox[0].index_select(0, fi_b)
+        oy = cv0.index_select(0, order)
+        c0_b = c_b[14:21] + c_b[0:7] * ox.to(dt) + c_b[7:14] * (oy - frow.index_select(0, fi_b)).to(dt)  # at (ox, oy)
+        lp0_b = ((oy - r0) * W + ox).int()  # band-local pixel of (ox, oy)
+        ny_s, nx_s = ny_b.index_select(0, order), nx_b.index_select(0, order)
+        # the band's candidates: band-local pixel, signed distance, ranking
+        # depth, nearest edge, and where they came from (chunk << 40 | index
+        # into the chunk's padded (row, column, face) grid)
+        lp_all = torch.empty(cap, dtype=torch.int32, device=dev)
+        sd_all = torch.empty(cap, dtype=dt, device=dev)
+        zr_all = torch.empty(cap, dtype=dt, device=dev)
+        e_all = torch.empty(cap, dtype=torch.uint8, device=dev)
+        g_all = torch.empty(cap, dtype=torch.long, device=dev)
+        chunks: list[tuple[int, int]] = []  # (first face, faces) of each chunk
+        m = 0
+        i, nb = 0, order.shape[0]
+        while i < nb:
+            # as many faces as fit ``chunk`` padded pairs (the first face is
+            # the tallest; a later one may be wider)
+            Py = int(ny_np[i])
+            pxm = np.maximum.accumulate(nx_np[i : i + max(1, chunk // (Py * int(nx_np[i])))])
+            n = max(1, int(np.count_nonzero(np.arange(1, pxm.shape[0] + 1) * (Py * pxm) <= chunk)))
+            Px = int(pxm[n - 1])
+            f = slice(i, i + n)
+            chunks.append((i, n))
+            i += n
+            c, c0 = c_b[:, f], c0_b[:, f]
+            # (function, row, column, face) with the face innermost, so every
+            # broadcast operand is contiguous along the fastest axis
+            vpart = torch.addcmul(c0[:, None, None, :], c[7:14, None, None, :], arf[:Py, None, None])
+            val = torch.addcmul(vpart, c[0:7, None, None, :], arf[:Px, None])  # (7, Py, Px, n)
+            L, T = val[0:3], val[3:6]
+            mnl = L.amin(0)
+            inside = mnl >= 0
+            q = torch.clamp(T, min=zero, max=c[21:24, None, None, :])
+            torch.sub(T, q, out=q)
+            d2e = L * L
+            d2e.addcmul_(q, q)  # (3, ...) squared distance to each edge segment
+            d2 = d2e.amin(0)
+            cand = d2 <= r2
+            cand |= inside
+            cand &= (ar[:Py, None, None] < ny_s[f]) & (ar[:Px, None] < nx_s[f])
+            ci = _nonzero(cand)
+            k = ci.shape[0]
+            if k == 0:
+                continue
+            sd = torch.copysign(d2, mnl.neg_())  # signed, negative inside (mnl >= 0)
+            # ranking depth: the plane's depth along the ray, clamped to the face's depth range
+            zr = torch.clamp(val[6], min=c[24], max=c[25]).reciprocal_()
+            lp = lp0_b[f] + (ar32[:Py, None, None] * W + ar32[:Px, None])
+            # index of the nearest edge (first minimum), used by the blend
+            g0 = d2e[0] > d2
+            edge = g0.view(torch.uint8) + (g0 & (d2e[1] > d2)).view(torch.uint8)
+            s = slice(m, m + k)
+            torch.index_select(lp.view(-1), 0, ci, out=lp_all[s])
+            torch.index_select(sd.view(-1), 0, ci, out=sd_all[s])
+            torch.index_select(zr.view(-1), 0, ci, out=zr_all[s])
+            torch.index_select(edge.view(-1), 0, ci, out=e_all[s])
+            torch.add(ci, (len(chunks) - 1) << 40, out=g_all[s])
+            m += k
+        if m == 0:
+            continue
+
+        # ---- keep the K best candidates of every pixel of the band ----
+        npix = (r1 - r0) * W
+        lp = lp_all[:m]
+        sd, zr = sd_all[:m], zr_all[:m]
+        score = _ranking_score(sd, zr, lp, npix, rank)
+        lps, j = _sort_by_pixel_then_score(lp, score, npix)
+        # the first K of every pixel's run: those whose K-th predecessor is
+        # another pixel's
+        keep = torch.ones(m, dtype=torch.bool, device=dev)
+        keep[K:] = lps[K:] != lps[:-K]
+        kk = _nonzero(keep)
+        j = j.index_select(0, kk)
+        lk = lps.index_select(0, kk)
+        mk = lk.shape[0]
+        pos = torch.arange(mk, device=dev)
+        new = torch.ones(mk, dtype=torch.long, device=dev)
+        new[1:] = lk[1:] != lk[:-1]
+        slot = pos - torch.cummax(pos * new, 0).values  # rank within the pixel
+        dest = (lk + r0 * W) * K + slot
+        # face of each kept candidate: its chunk, then its face slot (innermost axis)
+        gi = g_all.index_select(0, j)
+        cid = gi >> 40
+        off = gi & ((1 << 40) - 1)
+        ctab = torch.tensor(chunks, device=dev).t()  # (2, chunks): first face, faces
+        nn = ctab[1].index_select(0, cid)
+        slot_f = off - (off.double() + 0.5).div_(nn.double()).floor_().long() * nn  # off % n (int64 % is not vectorised)
+        fl = fi_b.index_select(0, ctab[0].index_select(0, cid) + slot_f)
+        p2f_out.index_copy_(0, dest, fface.index_select(0, fl))
+        z_out.index_copy_(0, dest, zr.index_select(0, j))
+        d_out.index_copy_(0, dest, sd.index_select(0, j).neg_())
+        e_out.index_copy_(0, dest, e_all.index_select(0, j).view(torch.int8))
+    return result

@@ -33,9 +33,12 @@ class RasterSettings:
         rank: how the ``K`` faces are chosen when more are within the blur
             radius: ``"hybrid"`` (default), ``"weight"``, ``"coverage"`` or
             ``"depth"``; see :func:`lasr.render.raster.ranking_weights`.
-        bin_size: side length in pixels of the square screen bins used by the
-            coarse rasteriser; ``None`` picks a heuristic from the mean
-            projected face size (see :func:`lasr.render.raster.choose_bin_size`).
+        bin_size: height in rows of the horizontal bands the rasteriser
+            processes one at a time (the rows of all frames stacked; the
+            candidate faces of a band's pixels are ranked together); ``None``
+            picks the tallest band that keeps the sort keys and memory bounded
+            (see :func:`lasr.render.raster.choose_bin_size`).  Results do not
+            depend on it.
         blur_eps: faces whose probability ``D`` at a pixel would be below this
             value are ignored there.  This sets the blur radius
             ``r^2 = sigma * log(1 / blur_eps - 1)`` (SoftRas ``dist_eps``).
@@ -49,9 +52,10 @@ class RasterSettings:
             weight ``exp((blend_eps - zmax) / gamma)``.
         min_area: faces with ``|2 * area| <= min_area`` (squared pixels) on
             screen are treated as degenerate and culled.
-        chunk_pairs: number of (pixel, candidate face) pairs the fine pass
-            evaluates at once; bounds memory and, on CPU, keeps the
-            temporaries in cache.  ``None``: 16384 on CPU, 4M on GPU.
+        chunk_pairs: number of (pixel, face) pairs, counted over the
+            faces' padded bounding boxes, that the rasteriser evaluates at
+            once; bounds memory and, on CPU, keeps the temporaries near the
+            cache.  ``None``: 65536 on CPU, 4M on GPU.
     """
 
     image_size: tuple[int, int]

@@ -141,10 +141,10 @@ def blend(
     # ---- compact to the covered pixels (valid slots come first) ----
     p2f_all = fragments.pix_to_face.reshape(B * H * W, K)
     pix = (p2f_all[:, 0] >= 0).nonzero().squeeze(1)  # (Np,)
-    p2f = p2f_all[pix]
+    p2f = p2f_all.index_select(0, pix)
     valid = p2f >= 0  # (Np, K)
-    inside = fragments.dists.reshape(B * H * W, K)[pix] >= 0
-    edge = fragments.nearest_edge.reshape(B * H * W, K)[pix].long().clamp_min(0)
+    inside = fragments.dists.reshape(B * H * W, K).index_select(0, pix) >= 0
+    edge = fragments.nearest_edge.reshape(B * H * W, K).index_select(0, pix).long().clamp_min(0)
     f3 = p2f.clamp_min(0) * 3
     bidx = pix // (H * W)
     rem = pix % (H * W)
@@ -158,8 +158,13 @@ def blend(
     uy = uv[..., 1].expand(B, V).reshape(-1)
 
     # ---- signed squared distance, from the nearest edge only ----
-    ia = fl[f3 + (edge + 1) % 3] + voff
-    ib = fl[f3 + (edge + 2) % 3] + voff
+    # edge i of a face joins its vertices (i + 1) % 3 and (i + 2) % 3: one
+    # table of both ends of the three edges, (F * 6,) (the int64 modulo and
+    # advanced indexing are slow on CPU)
+    ends = faces[:, [1, 2, 0, 2, 0, 1]].reshape(-1)
+    f6 = p2f.clamp_min(0) * 6 + edge
+    ia = _take(ends, f6) + voff
+    ib = _take(ends, f6 + 3) + voff
     ax, ay = _take(ux, ia), _take(uy, ia)
     ex, ey = _take(ux, ib) - ax, _take(uy, ib) - ay
     pax, pay = px - ax, py - ay
@@ -168,7 +173,7 @@ def blend(
     d2 = dx * dx + dy * dy  # (Np, K)
 
     if settings.sigma > 0:
-        s_over = torch.where(inside, 1.0 / settings.sigma, -1.0 / settings.sigma).to(dt)
+        s_over = (inside.to(dt) * 2.0 - 1.0).mul_(1.0 / settings.sigma)  # +-1/sigma (torch.where is slow on CPU)
         x = d2 * s_over  # signed d^2 / sigma
     else:  # hard coverage, no geometric gradient
         x = None
