@@ -147,6 +147,7 @@ class LossWeights:
     edge: float = 0.1
     camera_smooth: float = 0.05
     bones_inside: float = 0.1
+    coverage: float = 0.0
 
 
 # Parameter groups a stage can train (see lasr.trainer.PARAM_GROUPS).
@@ -168,6 +169,7 @@ class StageConfig:
     symmetric: bool = False  # use the symmetry loss (mirror about the rest shape's x = 0)
     train: List[str] = field(default_factory=lambda: list(ALL_GROUPS))
     lr: float = 0.01
+    lr_final: float = 1.0  # learning rate at the end of the stage as a fraction of lr (cosine decay); 1: constant
     sigma: float = 0.1  # SoftRas sharpness in px^2 at this stage's resolution (LASR: 1e-4 in NDC)
     faces_per_pixel: int = 8
     weights: LossWeights = field(default_factory=LossWeights)

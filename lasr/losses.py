@@ -7,7 +7,6 @@ of different resolution. The weighted sum lives in :func:`total_loss`.
 
 from __future__ import annotations
 
-from dataclasses import fields
 
 import torch
 import torch.nn.functional as F
@@ -21,6 +20,7 @@ __all__ = [
     "edge_loss",
     "camera_smoothness",
     "bones_inside_loss",
+    "coverage_loss",
     "mask_iou",
     "total_loss",
 ]
@@ -89,6 +89,51 @@ def bones_inside_loss(points_uv: Tensor, dist_map: Tensor) -> Tensor:
     d = F.grid_sample(dist_map[:, None], grid[:, :, None, :], mode="bilinear", padding_mode="border",
                       align_corners=False)
     return d.mean()
+
+
+def coverage_loss(points_uv: Tensor, mask: Tensor, rendered: Tensor, dist_map: Tensor,
+                  max_points: int = 512, generator: torch.Generator | None = None) -> Tensor:
+    """Long-range silhouette term: a 2D chamfer between the projected vertices and the mask.
+
+    The soft silhouette only has gradients within a pixel or so of the rendered
+    outline, so a limb of the mask that the model does not cover yet (an arm held
+    away from the body) pulls on nothing. This term closes that gap in both
+    directions:
+
+    * every mask pixel the render does not cover (``rendered < 0.5``) pulls its
+      nearest projected vertex towards it (mean distance over a random subset of at
+      most ``max_points`` such pixels, scaled by the uncovered fraction of the mask,
+      so the term fades to 0 as coverage becomes complete);
+    * every projected vertex outside the mask is pulled in along the mask's distance
+      transform (for a closed mesh every vertex projects inside its own silhouette,
+      so this holds for hidden vertices too).
+
+    Args:
+        points_uv: (B,V,2) projected vertices in crop pixels.
+        mask: (B,H,W) observed mask (> 0.5 = object).
+        rendered: (B,H,W) rendered silhouette (only compared with 0.5; no gradient).
+        dist_map: (B,H,W) distance to the mask in units of the crop size (0 inside).
+    Returns:
+        a scalar in units of the crop size.
+    """
+    B, H, W = mask.shape
+    size = float(max(H, W))
+    inward = bones_inside_loss(points_uv, dist_map)
+    pull = points_uv.new_zeros(())
+    uncovered = (mask > 0.5) & (rendered.detach() < 0.5)
+    for b in range(B):
+        n_mask = int((mask[b] > 0.5).sum())
+        idx = uncovered[b].flatten().nonzero()[:, 0]
+        if n_mask == 0 or idx.numel() == 0:
+            continue
+        frac = idx.numel() / n_mask
+        if idx.numel() > max_points:
+            pick = torch.randperm(idx.numel(), generator=generator)[:max_points].to(idx.device)
+            idx = idx[pick]
+        pts = torch.stack([idx % W, idx // W], -1).to(points_uv.dtype)  # (P,2) pixel centres (u, v)
+        d = torch.cdist(pts, points_uv[b]).min(dim=1).values  # (P,)
+        pull = pull + frac * d.mean() / size
+    return inward + pull / B
 
 
 def mask_iou(pred: Tensor, obs: Tensor, valid: Tensor | None = None) -> Tensor:

@@ -170,7 +170,16 @@ class Fitter:
                 groups.append({"params": [named["root_trans"]], "lr": lr * self.depth_scale, "name": "root_trans"})
                 continue
             groups.append({"params": [named[n] for n in PARAM_GROUPS[group]], "lr": lr, "name": group})
+        for g in groups:
+            g["base_lr"] = g["lr"]
         return torch.optim.Adam(groups)
+
+    def _decay_lr(self, stage, iters: int) -> None:
+        """Cosine decay from each group's base learning rate to ``stage.lr_final`` x it."""
+        progress = min(self.stage_step / max(iters, 1), 1.0)
+        factor = stage.lr_final + (1.0 - stage.lr_final) * 0.5 * (1.0 + math.cos(math.pi * progress))
+        for g in self.optimizer.param_groups:
+            g["lr"] = g.setdefault("base_lr", g["lr"]) * factor
 
     def _settings(self, stage, res: Optional[tuple[int, int]] = None, sigma: Optional[float] = None):
         return RasterSettings(image_size=res or (stage.resolution, stage.resolution),
@@ -236,6 +245,9 @@ class Fitter:
                 cam = m.to_camera(centers, ids)
                 uv = PerspectiveCamera(K[:B]).project(cam, near=1e-3)[0]
                 terms["bones_inside"] = L.bones_inside_loss(uv, self._dist[ids])
+        if w.coverage != 0:
+            uv = PerspectiveCamera(K[:B]).project(verts[:B], near=1e-3)[0]
+            terms["coverage"] = L.coverage_loss(uv, mask, out.silhouette, self._dist[ids])
         if w.camera_smooth != 0 and self.data.num_frames > 1:
             R, t = m.root_transforms()
             terms["camera_smooth"] = L.camera_smoothness(R, t, self.depth_scale)
@@ -271,10 +283,13 @@ class Fitter:
                 getattr(m, n)[keep] = v
 
     def _run_steps(self, stage, name: str, n: int, gen: torch.Generator,
-                   bar: Optional[tqdm] = None, on_step: Optional[Callable] = None) -> dict:
+                   bar: Optional[tqdm] = None, on_step: Optional[Callable] = None,
+                   before_step: Optional[Callable] = None) -> dict:
         """n optimizer steps; returns the mean of the last steps' terms."""
         recent: list[dict] = []
         for _ in range(n):
+            if before_step:
+                before_step()
             ids, direction = self._sample(stage.batch_size, gen)
             terms, diag = self.losses(stage, ids, direction)
             self._check_finite(terms, name)
@@ -402,7 +417,8 @@ class Fitter:
                     self.global_step += 1
                     self._log_step(stage, name, rec)
 
-                result.final_terms = self._run_steps(stage, name, remaining, gen, bar, on_step)
+                result.final_terms = self._run_steps(stage, name, remaining, gen, bar, on_step,
+                                                     before_step=lambda: self._decay_lr(stage, iters))
             result.seconds = time.perf_counter() - t0
             self.results.append(result)
             self.stage_index, self.stage_step = si + 1, 0
