@@ -77,9 +77,8 @@ def run(cfg: DictConfig, run_dir: Path, example_gt: Path | None = None) -> Path:
     seq = preprocess.load_sequence(result.root)
     data = to_video_data(seq, cfg.model.crop_scale)
     seconds = {"preprocess": round(time.perf_counter() - t0, 2)}
-    log.info("fitting %d frames (%dx%d) on %s with stages=%s (%s)", data.num_frames, data.image_size[1],
-             data.image_size[0], device, HydraConfig.get().runtime.choices.get("stages", "?") if HydraConfig.initialized() else "?",
-             " → ".join(cfg.stages.keys()))
+    log.info("fitting %d frames (%dx%d) on %s with stages: %s", data.num_frames, data.image_size[1],
+             data.image_size[0], device, " → ".join(cfg.stages.keys()))
     with SummaryWriter(log_dir=str(run_dir / "tb")) as writer:
         writer.add_text("config", "```\n" + OmegaConf.to_yaml(cfg) + "\n```")
         fitter = Fitter(cfg, data, run_dir, device, writer)
@@ -133,6 +132,10 @@ def main(cfg: DictConfig) -> None:
         gt = None
         if not cfg.video:
             cfg, gt = example_config(cfg, list(hc.overrides.task))
+            # record the config actually fitted (the clip, fast, DIS), as Hydra did for the
+            # command line's: `python -m lasr.render` and later readers find the frames there
+            if hc.output_subdir:
+                OmegaConf.save(cfg, Path(hc.runtime.output_dir) / hc.output_subdir / "config.yaml")
         run(cfg, Path(hc.runtime.output_dir), example_gt=gt)
 
 

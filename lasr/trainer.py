@@ -436,7 +436,7 @@ class Fitter:
                 self.writer.add_scalar(f"{group}/{k}", v, self.global_step)
             for g in self.optimizer.param_groups:
                 self.writer.add_scalar(f"lr/{g['name']}", g["lr"], self.global_step)
-            self.writer.add_scalar("model/focal", float(self.model.focal()[0]), self.global_step)
+            self.writer.add_scalar("model/focal", float(self.model.focal()[0].detach()), self.global_step)
         if self.writer and tc.image_every and self.global_step % tc.image_every == 0:
             from .visualize import log_panels
 
