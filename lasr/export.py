@@ -39,19 +39,11 @@ def observed_flow_error(fitter, chunk: int = 8) -> np.ndarray:
     """(N-1,) mean end-point error (px, processed frames) of the model's rendered forward
     flow against the observed flow, where the object is and the flow is reliable."""
     from . import render as R
-    from .trainer import full_intrinsics
 
     data: VideoData = fitter.data
-    m = fitter.model
-    H, W = data.image_size
-    settings = R.RasterSettings(image_size=(H, W), sigma=1e-3, faces_per_pixel=4)
+    settings = R.RasterSettings(image_size=data.image_size, sigma=1e-3, faces_per_pixel=4)
     errs = []
-    for s in range(0, data.num_frames - 1, chunk):
-        ids = torch.arange(s, min(s + chunk, data.num_frames - 1), device=fitter.device)
-        v0, v1 = m(ids), m(ids + 1)
-        K0 = full_intrinsics(m.focal(ids), (H, W))
-        K1 = full_intrinsics(m.focal(ids + 1), (H, W))
-        out = R.render(v0, m.faces, K0, settings, silhouette=False, verts_next=v1, cameras_next=K1)
+    for ids, out in fitter.render_full(torch.arange(data.num_frames - 1), settings, chunk, flow=True):
         obs = data.flow_fw[ids.cpu()].to(fitter.device)
         w = (data.conf_fw[ids.cpu()].to(fitter.device) > 0.5) & (data.mask[ids.cpu()].to(fitter.device) > 0.5) & out.mask
         e = (out.flow - obs).norm(dim=-1)

@@ -310,18 +310,28 @@ class Fitter:
 
     # ------------------------------------------------------------------ stages
     @torch.no_grad()
+    def render_full(self, ids: torch.Tensor, settings: RasterSettings, chunk: int = 8, flow: bool = False):
+        """Render the model over the full frames ``ids`` in chunks (bounded memory).
+
+        Yields ``(chunk ids, RenderOutput)``; with ``flow`` the output holds the flow
+        from each frame to the next (``ids`` must then exclude the last frame)."""
+        H, W = self.data.image_size
+        m = self.model
+        for s in range(0, len(ids), chunk):
+            b = ids[s : s + chunk].to(self.device)
+            K = full_intrinsics(m.focal(b), (H, W))
+            kw = {}
+            if flow:
+                kw = {"verts_next": m(b + 1), "cameras_next": full_intrinsics(m.focal(b + 1), (H, W))}
+            yield b, render(m(b), m.faces, K, settings, silhouette=False, **kw)
+
+    @torch.no_grad()
     def full_frame_iou(self, ids: Optional[torch.Tensor] = None, chunk: int = 8) -> torch.Tensor:
         """(N,) hard mask IoU of the model against the observed full-frame masks."""
         ids = torch.arange(self.data.num_frames) if ids is None else ids
-        H, W = self.data.image_size
-        settings = RasterSettings(image_size=(H, W), sigma=0.0, faces_per_pixel=1)
-        out = []
-        for s in range(0, len(ids), chunk):
-            b = ids[s : s + chunk].to(self.device)
-            verts = self.model(b)
-            K = full_intrinsics(self.model.focal(b), (H, W))
-            mask = render(verts, self.model.faces, K, settings, silhouette=False).mask
-            out.append(L.mask_iou(mask.float(), self.data.mask[b.cpu()].to(self.device)).cpu())
+        settings = RasterSettings(image_size=self.data.image_size, sigma=0.0, faces_per_pixel=1)
+        out = [L.mask_iou(o.mask.float(), self.data.mask[b.cpu()].to(self.device)).cpu()
+               for b, o in self.render_full(ids, settings, chunk)]
         return torch.cat(out)
 
     @torch.no_grad()
