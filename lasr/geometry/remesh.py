@@ -31,7 +31,7 @@ import torch
 from .mesh import _signed_volume_np, as_numpy, is_closed_manifold, manifold_report, remove_unreferenced_vertices
 from .proximity import closest_point_on_mesh
 
-__all__ = ["remesh", "transfer_vertex_attributes", "relax_on_surface", "delaunay_flip", "triangle_quality"]
+__all__ = ["remesh", "split_longest_edges", "transfer_vertex_attributes", "relax_on_surface", "delaunay_flip", "triangle_quality"]
 
 
 def triangle_quality(verts, faces) -> np.ndarray:
@@ -297,6 +297,81 @@ def remesh(
         torch.as_tensor(v, dtype=dtype, device=device),
         torch.as_tensor(np.ascontiguousarray(f), dtype=torch.long, device=device),
     )
+
+
+def split_longest_edges(verts, faces, target_faces: int):
+    """Refine a closed, oriented triangle mesh to exactly ``target_faces`` faces (same
+    parity) by splitting its longest edges at their midpoints, longest first.
+
+    Unlike :func:`remesh`, this changes no geometry at all: every old vertex stays, every
+    new one is an edge midpoint, so the surface (and any silhouette rendered from it) is
+    the same. Thin features that a decimator would smooth away (a limb grown as a
+    spike) survive, which is what a stage change needs to keep the fit.
+
+    Each split turns the two faces ``(a, b, c)`` and ``(b, a, d)`` around edge ``ab``
+    into four, ``(a, m, c), (m, b, c), (b, m, d), (m, a, d)``, keeping the orientation.
+
+    Returns ``(verts2 (V2, 3), faces2 (F2, 3))`` as float64 / int64 numpy arrays.
+    """
+    import heapq
+
+    v = [tuple(p) for p in as_numpy(verts).astype(np.float64)]
+    f = [list(t) for t in as_numpy(faces).astype(np.int64)]
+    target = int(target_faces)
+    if target < len(f) or (target - len(f)) % 2:
+        raise ValueError(f"split_longest_edges: target {target} must be >= {len(f)} faces and of the same parity")
+    edge_faces: dict[tuple[int, int], list[int]] = {}
+    for fi, t in enumerate(f):
+        for k in range(3):
+            edge_faces.setdefault(tuple(sorted((t[k], t[(k + 1) % 3]))), []).append(fi)
+    if any(len(x) != 2 for x in edge_faces.values()):
+        raise ValueError("split_longest_edges expects a closed manifold (every edge in two faces)")
+
+    def length2(e):
+        a, b = v[e[0]], v[e[1]]
+        return (a[0] - b[0]) ** 2 + (a[1] - b[1]) ** 2 + (a[2] - b[2]) ** 2
+
+    heap = [(-length2(e), e) for e in edge_faces]
+    heapq.heapify(heap)
+
+    def oriented(fi, a, b):
+        """Third vertex of face fi if it contains the directed edge a->b, else None."""
+        t = f[fi]
+        for k in range(3):
+            if t[k] == a and t[(k + 1) % 3] == b:
+                return t[(k + 2) % 3]
+        return None
+
+    def replace(edge, old, new):
+        lst = edge_faces[tuple(sorted(edge))]
+        lst[lst.index(old)] = new
+
+    while len(f) < target:
+        neg, e = heapq.heappop(heap)
+        if e not in edge_faces or -neg != length2(e):
+            continue  # stale entry
+        f1, f2 = edge_faces.pop(e)
+        a, b = e
+        c = oriented(f1, a, b)
+        if c is None:
+            f1, f2 = f2, f1
+            c = oriented(f1, a, b)
+        d = oriented(f2, b, a)
+        m = len(v)
+        va, vb = v[a], v[b]
+        v.append(((va[0] + vb[0]) / 2, (va[1] + vb[1]) / 2, (va[2] + vb[2]) / 2))
+        n1, n2 = len(f), len(f) + 1
+        f[f1] = [a, m, c]
+        f[f2] = [b, m, d]
+        f.append([m, b, c])
+        f.append([m, a, d])
+        replace((b, c), f1, n1)
+        replace((a, d), f2, n2)
+        for edge, owners in (((a, m), [f1, n2]), ((m, b), [n1, f2]), ((m, c), [f1, n1]), ((m, d), [f2, n2])):
+            key = tuple(sorted(edge))
+            edge_faces[key] = owners
+            heapq.heappush(heap, (-length2(key), key))
+    return np.asarray(v, np.float64), np.asarray(f, np.int64)
 
 
 def transfer_vertex_attributes(verts_old, faces_old, attr_old, verts_new, method: str = "barycentric"):

@@ -4,7 +4,13 @@ import torch
 
 from lasr.geometry.mesh import icosphere, is_closed_manifold, signed_volume
 from lasr.geometry.proximity import closest_point_on_mesh, closest_point_on_triangles, hausdorff_distance
-from lasr.geometry.remesh import delaunay_flip, remesh, transfer_vertex_attributes, triangle_quality
+from lasr.geometry.remesh import (
+    delaunay_flip,
+    remesh,
+    split_longest_edges,
+    transfer_vertex_attributes,
+    triangle_quality,
+)
 
 
 @pytest.fixture(scope="module")
@@ -116,3 +122,32 @@ def test_transfer_linear_colors(blob, blob_2880):
     # 1-D attributes and numpy
     s = transfer_vertex_attributes(v.numpy(), f.numpy(), v[:, 0].numpy(), v2.numpy())
     assert s.shape == (len(v2),) and np.abs(s - v2[:, 0].numpy()).max() < 1e-6
+
+
+def test_split_longest_edges_keeps_the_surface_exactly():
+    V, F = icosphere(2)
+    V = V.numpy().astype(np.float64) * np.array([1.0, 0.3, 0.5])
+    # a thin spike (a limb grown from the blob): pull one vertex far out
+    V[0] = V[0] * 4.0
+    F = F.numpy()
+    V2, F2 = split_longest_edges(V, F, F.shape[0] + 600)
+    assert F2.shape[0] == F.shape[0] + 600 and is_closed_manifold(V2, F2)
+    np.testing.assert_array_equal(V2[: len(V)], V)  # every old vertex, spike tip included, stays
+
+    def volume(v, f):
+        a, b, c = v[f[:, 0]], v[f[:, 1]], v[f[:, 2]]
+        return np.einsum("ij,ij->i", a, np.cross(b, c)).sum() / 6
+
+    assert volume(V2, F2) == pytest.approx(volume(V, F), rel=1e-12)
+    # same surface: every new vertex lies on an old face (distance ~ 0)
+    d = np.linalg.norm(closest_point_on_mesh(V2[len(V):], V, F)[0] - V2[len(V):], axis=1)
+    assert d.max() < 1e-12
+
+    # the longest edges were split first: the longest remaining edge is shorter than before
+    def longest(v, f):
+        e = np.concatenate([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]])
+        return np.linalg.norm(v[e[:, 0]] - v[e[:, 1]], axis=1).max()
+
+    assert longest(V2, F2) < longest(V, F)
+    with pytest.raises(ValueError):
+        split_longest_edges(V, F, F.shape[0] + 1)  # parity
