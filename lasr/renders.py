@@ -439,15 +439,12 @@ def find_frames(rf: RunFiles, frames: str | None = None) -> FrameSource:
 
 
 def _scale_intrinsics(K: np.ndarray, from_size: tuple[int, int], to_size: tuple[int, int]) -> np.ndarray:
-    """Intrinsics of an image of ``from_size (W, H)`` -> of the same image resized to ``to_size``
-    (pixel centres at integer coordinates)."""
-    sx, sy = to_size[0] / from_size[0], to_size[1] / from_size[1]
-    K = np.array(K, dtype=np.float64, copy=True)
-    K[..., 0] *= sx
-    K[..., 1] *= sy
-    K[..., 2] = (K[..., 2] + 0.5) * sx - 0.5
-    K[..., 3] = (K[..., 3] + 0.5) * sy - 0.5
-    return K
+    """``(N, 4)`` intrinsics of images of ``from_size (W, H)`` -> of the same images resized to
+    ``to_size (W, H)`` (pixel centres at integer coordinates; :func:`lasr.export.source_intrinsics`)."""
+    from .export import source_intrinsics
+
+    K = torch.as_tensor(np.asarray(K, dtype=np.float64).reshape(-1, 4))
+    return source_intrinsics(K, (from_size[1], from_size[0]), to_size).numpy()
 
 
 # ----------------------------------------------------------------------------
