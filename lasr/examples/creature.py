@@ -45,6 +45,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..geometry.mesh import remove_unreferenced_vertices
+
 __all__ = [
     "Creature",
     "build_creature",
@@ -401,15 +403,6 @@ def hidden_faces(c: Creature, poses: np.ndarray) -> np.ndarray:
                 inside[cand[_winding(V[cand], V, Fp) > 0.5]] = True
         hidden &= inside
     return hidden[c.faces].all(1)
-
-
-def _compact(faces: np.ndarray, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Faces ``faces[keep]`` re-indexed over their used vertices; returns ``(used vertex ids, faces)``."""
-    F = faces[keep]
-    used = np.unique(F)
-    remap = np.full(faces.max() + 1, -1, dtype=np.int64)
-    remap[used] = np.arange(len(used))
-    return used, remap[F]
 
 
 # ----------------------------------------------------------------------------
@@ -770,7 +763,7 @@ def _write_clip(d: Path, params: dict) -> None:
     rgb, masks = _render_frames(cam, normals, c, Ks, Rs, S, noise_fg, noise_bg)
     # ground-truth meshes: the rendered surface less the pieces buried inside other parts in every frame
     hidden = hidden_faces(c, world)
-    used, gt_faces = _compact(c.faces, ~hidden)
+    _, gt_faces, used = remove_unreferenced_vertices(c.verts, c.faces[~hidden])
     rgb8 = np.clip(np.round(rgb * 255.0), 0, 255).astype(np.uint8)
 
     for sub in ("frames", "masks", "gt/meshes"):
