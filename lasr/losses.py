@@ -7,7 +7,6 @@ of different resolution. The weighted sum lives in :func:`total_loss`.
 
 from __future__ import annotations
 
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor

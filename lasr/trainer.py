@@ -351,12 +351,11 @@ class Fitter:
                 # grown so far (limbs) survive; a decimating remesh smoothed them away
                 # (cesiumman: IoU 0.809 -> 0.646 at a 1280 -> 2880 change)
                 even = int(want_faces) + (int(want_faces) - faces.shape[0]) % 2
-                V, F = (torch.as_tensor(x) for x in split_longest_edges(rest, faces, even))
-                V = V.to(rest.dtype)
+                V, F = split_longest_edges(rest, faces, even)
+                V, F = torch.as_tensor(V, dtype=rest.dtype), torch.as_tensor(F)
             else:
                 V, F = remesh(rest, faces, int(want_faces))
-            colors = transfer_vertex_attributes(m.rest_verts.detach().cpu(), m.faces.cpu(),
-                                                m.colors.detach().cpu(), V)
+            colors = transfer_vertex_attributes(rest, faces, m.colors.detach().cpu(), V)
             m.set_rest_shape(V.to(self.device), F.to(self.device), colors.to(self.device))
             self._mirror = None  # a remeshed surface is no longer vertex-symmetric
         if bones_needed:
