@@ -194,6 +194,7 @@ class TrainConfig:
     image_every: int = 100  # image panels
     checkpoint_every: int = 200
     max_steps_per_stage: Optional[int] = None  # cap every stage (tests, smoke runs)
+    distill_steps: int = 100  # at a bone-count change: steps fitting the new bones to the current deformation
     eval_resolution: Optional[int] = None  # full-frame render for metrics; None: processing size
     progress: bool = True
 

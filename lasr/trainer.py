@@ -344,6 +344,8 @@ class Fitter:
         if not (remesh_needed or bones_needed):
             return None, None
         before = float(self.full_frame_iou().mean())
+        # the current deformation of every frame: what the new structure must reproduce
+        target = m.deform().detach()  # (T, V, 3) object frame
         if remesh_needed:
             rest, faces = m.rest_verts.detach().cpu(), m.faces.cpu()
             if want_faces > faces.shape[0]:
@@ -355,13 +357,19 @@ class Fitter:
                 V, F = torch.as_tensor(V, dtype=rest.dtype), torch.as_tensor(F)
             else:
                 V, F = remesh(rest, faces, int(want_faces))
-            colors = transfer_vertex_attributes(rest, faces, m.colors.detach().cpu(), V)
-            m.set_rest_shape(V.to(self.device), F.to(self.device), colors.to(self.device))
+            # colours and every frame's deformed positions, interpolated at the new vertices
+            T = target.shape[0]
+            carried = torch.cat([m.colors.detach().cpu(), target.cpu().permute(1, 0, 2).reshape(rest.shape[0], 3 * T)], 1)
+            carried = transfer_vertex_attributes(rest, faces, carried, V)
+            target = carried[:, 3:].reshape(V.shape[0], T, 3).permute(1, 0, 2).contiguous().to(self.device)
+            m.set_rest_shape(V.to(self.device), F.to(self.device), carried[:, :3].to(self.device))
             self._mirror = None  # a remeshed surface is no longer vertex-symmetric
         if bones_needed:
-            target = m.deform().detach()
             m.set_num_bones(stage.num_bones)
-            m.refit_bone_transforms(target)
+        if m.num_bones > 1:
+            # new bones: fit them (centres, orientations, precisions) and their motion to the
+            # old deformation; same bones on a new mesh: re-solve the motion only
+            m.distill_deformation(target, steps=self.cfg.train.distill_steps if bones_needed else 0)
         self._edges = edges_unique(m.faces)
         after = float(self.full_frame_iou().mean())
         return before, after

@@ -88,6 +88,36 @@ def test_set_num_bones_keeps_shapes_and_refit(sphere):
     assert g_rot.abs().max() < 1e-5 and g_tr.abs().max() < 1e-5
 
 
+def test_distill_fits_new_bones_to_an_old_deformation(sphere):
+    """A stage change to more bones: fitting the new bones themselves (not only their
+    motion) must reproduce the old deformation much better than the motion-only refit."""
+    v, f = sphere
+    m = ArticulatedModel(v, f, num_frames=3, num_bones=5)
+    _perturb(m, seed=2, rot=0.4, trans=0.05)
+    target = m.deform().detach()
+    m.set_num_bones(9)
+    motion_only = m.refit_bone_transforms(target)
+    m.set_num_bones(9)
+    distilled = m.distill_deformation(target, steps=150, lr=0.02)
+    assert distilled.shape == (3,)
+    assert distilled.mean() < 0.2 * motion_only.mean(), (distilled, motion_only)
+    # the returned error is the model's, and the pivots follow the fitted centres
+    assert torch.allclose((m.deform() - target).square().sum(-1).mean(-1).sqrt(), distilled, rtol=1e-3)
+    assert torch.equal(m.bone_pivots, m.bones.centers.detach())
+    # no gradient state is left on the parameters
+    assert all(p.grad is None for p in m.parameters())
+
+
+def test_distill_is_exact_and_free_for_a_rigid_deformation(sphere):
+    v, f = sphere
+    m = ArticulatedModel(v, f, num_frames=2, num_bones=1)
+    m.set_num_bones(6)
+    centers = m.bones.centers.detach().clone()
+    err = m.distill_deformation(v.expand(2, -1, -1), steps=50)
+    assert err.max() < 1e-6
+    assert torch.equal(m.bones.centers.detach(), centers)  # nothing to fit: bones untouched
+
+
 def test_refit_smooth_bend_with_new_bones(sphere):
     v, f = sphere
     ang = torch.sigmoid(v[:, 0] / 0.2)[:, None] * torch.tensor([0.0, 0.0, 0.6])
