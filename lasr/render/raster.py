@@ -166,9 +166,14 @@ def _face_boxes(tri: Tensor, valid: Tensor, settings: RasterSettings) -> tuple[T
     return box, live
 
 
-# the packed sort key holds the band-local pixel index and the candidate index
-# in 31 bits (plus 32 bits of score); see _sort_by_pixel_then_score
-_KEY_BITS = 31
+def _key_bits(device: torch.device) -> int:
+    """Bits of the packed 64-bit sort key left to the band-local pixel index
+    and the candidate index (the other 32 hold the score; see
+    :func:`_sort_by_pixel_then_score`): 32 on CPU (unsigned NumPy keys), 31
+    elsewhere (signed torch keys)."""
+    return 32 if device.type == "cpu" else 31
+
+
 # memory bound of a band (automatic band height): at most this many (pixel,
 # face) box pairs, unless a single row has more (~25 bytes per candidate are
 # kept for the band)
@@ -184,9 +189,10 @@ def _row_pairs(gv0: Tensor, gv1: Tensor, nx: Tensor, nrows: int) -> np.ndarray:
     return torch.cumsum(diff[:-1], 0).cpu().numpy()
 
 
-def _band_height(row_pairs: np.ndarray, W: int) -> int:
+def _band_height(row_pairs: np.ndarray, W: int, key_bits: int) -> int:
     """Largest power-of-two band height whose pixel count and heaviest band
-    (in box pairs) fit the packed sort key and :data:`_BAND_PAIRS`.
+    (in box pairs) fit the packed sort key (``key_bits`` for pixel and
+    candidate indices) and :data:`_BAND_PAIRS`.
 
     The box pairs overestimate the candidates (the corners of a face's box are
     farther than the blur radius; typically a quarter to a third of the
@@ -198,7 +204,7 @@ def _band_height(row_pairs: np.ndarray, W: int) -> int:
     while h > 1:
         heaviest = int((cum[h:] - cum[:-h]).max()) if h <= n else int(cum[-1])
         bits = max(heaviest - 1, 0).bit_length() + (h * W - 1).bit_length()
-        if bits <= _KEY_BITS + 1 and heaviest <= _BAND_PAIRS:
+        if bits <= key_bits + 1 and heaviest <= _BAND_PAIRS:
             break
         h //= 2
     return h
@@ -228,7 +234,7 @@ def choose_bin_size(tri: Tensor, valid: Tensor, settings: RasterSettings) -> int
     fid = _nonzero(live)
     b = box.index_select(1, fid)
     row = (fid // F) * H
-    return _band_height(_row_pairs(b[2] + row, b[3] + row, b[1] - b[0] + 1, B * H), W)
+    return _band_height(_row_pairs(b[2] + row, b[3] + row, b[1] - b[0] + 1, B * H), W, _key_bits(tri.device))
 
 
 def _face_coefs(tri: Tensor, tz: Tensor, near: float) -> Tensor:
@@ -317,12 +323,31 @@ def _nonzero(mask: Tensor) -> Tensor:
     return mask.reshape(-1).nonzero().squeeze(1)
 
 
+class _Scratch:
+    """Work buffers reused across the chunks and bands of one call (on CPU,
+    fresh large allocations cost page faults): :meth:`take` returns a view of
+    the named buffer, grown when too small."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.bufs: dict[str, Tensor] = {}
+
+    def take(self, name: str, shape: tuple[int, ...], dtype: torch.dtype) -> Tensor:
+        n = math.prod(shape)
+        buf = self.bufs.get(name)
+        if buf is None or buf.numel() < n or buf.dtype != dtype:
+            buf = self.bufs[name] = torch.empty(n, dtype=dtype, device=self.device)
+        return buf[:n].view(shape)
+
+
 def _chunk_pairs(settings: RasterSettings, device: torch.device) -> int:
     if settings.chunk_pairs is not None:
         return int(settings.chunk_pairs)
-    # CPU: ~64k pairs (a few MB of temporaries, amortises the per-op cost);
-    # GPU: large chunks so kernel launches are amortised.
-    return 1 << 16 if device.type == "cpu" else 1 << 22
+    # CPU: ~32k pairs (the temporaries stay near the cache, single planes
+    # below PyTorch's intra-op parallel grain, which stalls on a loaded
+    # machine, while still amortising the per-op cost; measured 5-10% faster
+    # than 64k); GPU: large chunks so kernel launches are amortised.
+    return 1 << 15 if device.type == "cpu" else 1 << 22
 
 
 def _ordered_i32(x: Tensor) -> Tensor:
@@ -336,23 +361,33 @@ def _sort_by_pixel_then_score(lp: Tensor, score: Tensor, npix: int) -> tuple[Ten
 
     ``lp``: int32/int64 pixel index in ``[0, npix)``, ``score``: float.
     Returns the sorted pixel indices and the permutation (int64).  float32
-    scores whose indices fit 31 bits use one sort of packed int64 keys
-    ``pixel | score bits | candidate`` (on CPU NumPy's vectorised sort of
-    values, far faster than an argsort); otherwise two stable sorts (by
-    score, then by pixel)."""
+    scores whose indices fit :func:`_key_bits` use one sort of packed 64-bit
+    keys ``pixel | score bits | candidate`` (on CPU unsigned, with NumPy's
+    vectorised sort of values, far faster than an argsort); otherwise two
+    stable sorts (by score, then by pixel)."""
     m = lp.shape[0]
     ib = max(m - 1, 1).bit_length()
-    if score.dtype == torch.float32 and ib + max(npix - 1, 1).bit_length() <= _KEY_BITS:
+    pb = 32 + ib  # position of the pixel bits
+    if score.dtype == torch.float32 and ib + max(npix - 1, 1).bit_length() <= _key_bits(lp.device):
+        if lp.device.type == "cpu":
+            # pixel << (32 + ib) | (ordered score ^ 2^31) << ib | candidate
+            key = lp.numpy().astype(np.uint64)
+            key <<= np.uint64(pb)
+            sc = score.numpy().view(np.int32)
+            sc = (sc ^ ((sc >> 31) & 0x7FFFFFFF)).view(np.uint32) ^ np.uint32(1 << 31)
+            key |= sc.astype(np.uint64) << np.uint64(ib)
+            key |= np.arange(m, dtype=np.uint64)
+            key.sort()
+            order = (key & np.uint64((1 << ib) - 1)).view(np.int64)
+            key >>= np.uint64(pb)
+            return torch.from_numpy(key.view(np.int64)), torch.from_numpy(order)
         # lp * 2^(32+ib) + (ordered score + 2^31) * 2^ib + candidate, in 3 passes
         off = 1 << (31 + ib)
         key = torch.arange(off, off + m, device=lp.device)
         key.add_(_ordered_i32(score), alpha=1 << ib)
-        key.add_(lp, alpha=1 << (32 + ib))
-        if key.device.type == "cpu":
-            key = torch.from_numpy(np.sort(key.numpy()))
-        else:
-            key = torch.sort(key).values
-        return key >> (32 + ib), key & ((1 << ib) - 1)
+        key.add_(lp, alpha=1 << pb)
+        key = torch.sort(key).values
+        return key >> pb, key & ((1 << ib) - 1)
     if lp.device.type == "cpu":
         o = np.argsort(score.numpy(), kind="stable")
         lo = lp.numpy()[o].astype(np.int64)
@@ -462,12 +497,17 @@ def rasterize(
     if settings.bin_size is not None:
         band = int(settings.bin_size)
     else:
-        band = _band_height(_row_pairs(gv0, gv1, nx, nrows), W)
+        band = _band_height(_row_pairs(gv0, gv1, nx, nrows), W, _key_bits(dev))
     chunk = _chunk_pairs(settings, dev)
     rank = ranking_weights(settings)
-    ar = torch.arange(max(H, W), device=dev)
-    arf, ar32 = ar.to(dt), ar.int()
+    # row / column indices along the (row, column, face) axes of a chunk, and
+    # the band-local pixel offset of (row, column) in a box
+    ary = torch.arange(max(H, W), device=dev)[:, None, None]
+    arx = ary[:, 0]
+    arfy, arfx = ary.to(dt), arx.to(dt)
+    offs = ary * W + arx
     zero = torch.zeros((), dtype=dt, device=dev)
+    ws = _Scratch(dev)
 
     for r0 in range(0, nrows, band):
         r1 = min(r0 + band, nrows)
@@ -494,17 +534,17 @@ def rasterize(
         ox = fbox[0].index_select(0, fi_b)
         oy = cv0.index_select(0, order)
         c0_b = c_b[14:21] + c_b[0:7] * ox.to(dt) + c_b[7:14] * (oy - frow.index_select(0, fi_b)).to(dt)  # at (ox, oy)
-        lp0_b = ((oy - r0) * W + ox).int()  # band-local pixel of (ox, oy)
+        c4, c04 = c_b[:, None, None, :], c0_b[:, None, None, :]  # (function, row, column, face)
+        # band-local pixel of (ox, oy), with the per-frame face index in the
+        # upper 32 bits (carried along with the candidates)
+        lp0_b = fface.index_select(0, fi_b).bitwise_left_shift(32).add_((oy - r0) * W + ox)
         ny_s, nx_s = ny_b.index_select(0, order), nx_b.index_select(0, order)
-        # the band's candidates: band-local pixel, signed distance, ranking
-        # depth, nearest edge, and where they came from (chunk << 40 | index
-        # into the chunk's padded (row, column, face) grid)
-        lp_all = torch.empty(cap, dtype=torch.int32, device=dev)
-        sd_all = torch.empty(cap, dtype=dt, device=dev)
-        zr_all = torch.empty(cap, dtype=dt, device=dev)
-        e_all = torch.empty(cap, dtype=torch.uint8, device=dev)
-        g_all = torch.empty(cap, dtype=torch.long, device=dev)
-        chunks: list[tuple[int, int]] = []  # (first face, faces) of each chunk
+        # the band's candidates: face << 32 | band-local pixel, signed
+        # distance, ranking inverse depth, nearest edge
+        lp_all = ws.take("lp_all", (cap,), torch.long)
+        sd_all = ws.take("sd_all", (cap,), dt)
+        zr_all = ws.take("zr_all", (cap,), dt)
+        e_all = ws.take("e_all", (cap,), torch.uint8)
         m = 0
         i, nb = 0, order.shape[0]
         while i < nb:
@@ -515,49 +555,48 @@ def rasterize(
             n = max(1, int(np.count_nonzero(np.arange(1, pxm.shape[0] + 1) * (Py * pxm) <= chunk)))
             Px = int(pxm[n - 1])
             f = slice(i, i + n)
-            chunks.append((i, n))
             i += n
-            c, c0 = c_b[:, f], c0_b[:, f]
+            c = c4[..., f]
             # (function, row, column, face) with the face innermost, so every
             # broadcast operand is contiguous along the fastest axis
-            vpart = torch.addcmul(c0[:, None, None, :], c[7:14, None, None, :], arf[:Py, None, None])
-            val = torch.addcmul(vpart, c[0:7, None, None, :], arf[:Px, None])  # (7, Py, Px, n)
+            vpart = torch.addcmul(c04[..., f], c[7:14], arfy[:Py])
+            shape = (Py, Px, n)
+            val = torch.addcmul(vpart, c[0:7], arfx[:Px], out=ws.take("val", (7, *shape), dt))
             L, T = val[0:3], val[3:6]
-            mnl = L.amin(0)
-            inside = mnl >= 0
-            q = torch.clamp(T, min=zero, max=c[21:24, None, None, :])
+            mnl = torch.amin(L, 0, out=ws.take("mnl", shape, dt))  # >= 0 inside
+            q = torch.clamp(T, min=zero, max=c[21:24], out=ws.take("q", (3, *shape), dt))
             torch.sub(T, q, out=q)
-            d2e = L * L
+            d2e = torch.mul(L, L, out=ws.take("d2e", (3, *shape), dt))
             d2e.addcmul_(q, q)  # (3, ...) squared distance to each edge segment
-            d2 = d2e.amin(0)
-            cand = d2 <= r2
-            cand |= inside
-            cand &= (ar[:Py, None, None] < ny_s[f]) & (ar[:Px, None] < nx_s[f])
+            d2 = torch.amin(d2e, 0, out=ws.take("d2", shape, dt))
+            sd = torch.copysign(d2, mnl.neg_(), out=mnl)  # signed, negative inside
+            cand = torch.le(sd, r2, out=ws.take("cand", shape, torch.bool))  # inside, or within the blur radius
+            cand.logical_and_(ary[:Py] < ny_s[f]).logical_and_(arx[:Px] < nx_s[f])  # within the face's box
             ci = _nonzero(cand)
             k = ci.shape[0]
             if k == 0:
                 continue
-            sd = torch.copysign(d2, mnl.neg_())  # signed, negative inside (mnl >= 0)
-            # ranking depth: the plane's depth along the ray, clamped to the face's depth range
-            zr = torch.clamp(val[6], min=c[24], max=c[25]).reciprocal_()
-            lp = lp0_b[f] + (ar32[:Py, None, None] * W + ar32[:Px, None])
+            # ranking inverse depth: the plane's along the ray, clamped to the face's range
+            izr = torch.clamp(val[6], min=c[24], max=c[25], out=d2e[2])
+            lp = torch.add(lp0_b[f], offs[:Py, :Px], out=ws.take("lp", shape, torch.long))
             # index of the nearest edge (first minimum), used by the blend
-            g0 = d2e[0] > d2
-            edge = g0.view(torch.uint8) + (g0 & (d2e[1] > d2)).view(torch.uint8)
+            g0 = torch.gt(d2e[0], d2, out=ws.take("g0", shape, torch.bool))
+            g1 = torch.gt(d2e[1], d2, out=ws.take("g1", shape, torch.bool)).logical_and_(g0)
+            edge = g0.view(torch.uint8).add_(g1.view(torch.uint8))
             s = slice(m, m + k)
             torch.index_select(lp.view(-1), 0, ci, out=lp_all[s])
             torch.index_select(sd.view(-1), 0, ci, out=sd_all[s])
-            torch.index_select(zr.view(-1), 0, ci, out=zr_all[s])
+            torch.index_select(izr.view(-1), 0, ci, out=zr_all[s])
             torch.index_select(edge.view(-1), 0, ci, out=e_all[s])
-            torch.add(ci, (len(chunks) - 1) << 40, out=g_all[s])
             m += k
         if m == 0:
             continue
 
         # ---- keep the K best candidates of every pixel of the band ----
         npix = (r1 - r0) * W
-        lp = lp_all[:m]
-        sd, zr = sd_all[:m], zr_all[:m]
+        lpf = lp_all[:m]
+        lp = lpf & 0xFFFFFFFF
+        sd, zr = sd_all[:m], zr_all[:m].reciprocal_()
         score = _ranking_score(sd, zr, lp, npix, rank)
         lps, j = _sort_by_pixel_then_score(lp, score, npix)
         # the first K of every pixel's run: those whose K-th predecessor is
@@ -573,15 +612,7 @@ def rasterize(
         new[1:] = lk[1:] != lk[:-1]
         slot = pos - torch.cummax(pos * new, 0).values  # rank within the pixel
         dest = (lk + r0 * W) * K + slot
-        # face of each kept candidate: its chunk, then its face slot (innermost axis)
-        gi = g_all.index_select(0, j)
-        cid = gi >> 40
-        off = gi & ((1 << 40) - 1)
-        ctab = torch.tensor(chunks, device=dev).t()  # (2, chunks): first face, faces
-        nn = ctab[1].index_select(0, cid)
-        slot_f = off - (off.double() + 0.5).div_(nn.double()).floor_().long() * nn  # off % n (int64 % is not vectorised)
-        fl = fi_b.index_select(0, ctab[0].index_select(0, cid) + slot_f)
-        p2f_out.index_copy_(0, dest, fface.index_select(0, fl))
+        p2f_out.index_copy_(0, dest, lpf.index_select(0, j).bitwise_right_shift_(32))
         z_out.index_copy_(0, dest, zr.index_select(0, j))
         d_out.index_copy_(0, dest, sd.index_select(0, j).neg_())
         e_out.index_copy_(0, dest, e_all.index_select(0, j).view(torch.int8))

@@ -55,7 +55,7 @@ class RasterSettings:
         chunk_pairs: number of (pixel, face) pairs, counted over the
             faces' padded bounding boxes, that the rasteriser evaluates at
             once; bounds memory and, on CPU, keeps the temporaries near the
-            cache.  ``None``: 65536 on CPU, 4M on GPU.
+            cache.  ``None``: 32768 on CPU, 4M on GPU.
     """
 
     image_size: tuple[int, int]

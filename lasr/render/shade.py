@@ -34,7 +34,7 @@ import torch.nn.functional as nnf
 from torch import Tensor
 
 from .camera import PerspectiveCamera, as_camera
-from .raster import Fragments
+from .raster import Fragments, _nonzero
 from .settings import RasterSettings
 
 __all__ = ["RenderOutput", "blend", "soft_silhouette", "blend_attributes", "render_flow"]
@@ -71,6 +71,77 @@ def _take(table: Tensor, idx: Tensor) -> Tensor:
     """Rows ``idx`` (any shape) of a 1D or 2D table (autograd: index_select)."""
     out = table.index_select(0, idx.reshape(-1))
     return out.view(*idx.shape, *table.shape[1:])
+
+
+class _SegmentDist2(torch.autograd.Function):
+    """Scaled squared distance from pixel centres to edge segments, with a
+    hand-written backward (one pass, no autograd graph of the ~15 element-wise
+    steps).
+
+    ``forward(ux, uy, ia, ib, px, py, scale, valid)``: ``ux``, ``uy``
+    ``(N,)`` projected vertex coordinates (differentiable), ``ia``, ``ib``
+    ``(Np, K)`` int64 indices of the segment ends ``a``, ``b`` into them,
+    ``px``, ``py`` ``(Np, 1)`` pixel centres, ``scale`` ``(Np, K)`` factor,
+    ``valid`` ``(Np, K)`` bool.  Returns ``(Np, K)``
+    ``scale * |p - a - t (b - a)|^2`` with ``t = clamp((p - a).(b - a) /
+    |b - a|^2, 0, 1)``, and ``-inf`` where ``valid`` is false (so that
+    ``softplus`` / ``sigmoid`` give exactly 0 there); no gradient flows from
+    those slots.
+
+    Backward: with ``w = p - a - t (b - a)`` the segment's closest point is
+    a minimiser over ``t`` in ``[0, 1]``, so (envelope theorem) ``d|w|^2 / da
+    = -2 (1 - t) w`` and ``d|w|^2 / db = -2 t w``; these are also the
+    gradients of the explicit formula (the clamp is inactive where ``t``
+    varies, and ``d|w|^2/dt = 0`` there).
+    """
+
+    @staticmethod
+    def forward(ctx, ux, uy, ia, ib, px, py, scale, valid):
+        ax, ay = _take(ux, ia), _take(uy, ia)
+        ex, ey = _take(ux, ib).sub_(ax), _take(uy, ib).sub_(ay)
+        wx, wy = px - ax, py - ay  # p - a
+        t = torch.addcmul(wx * ex, wy, ey).div_((ex * ex).addcmul_(ey, ey).clamp_min_(1e-30)).clamp_(0.0, 1.0)
+        wx.addcmul_(t, ex, value=-1.0)  # w = p - a - t e
+        wy.addcmul_(t, ey, value=-1.0)
+        x = (wx * wx).addcmul_(wy, wy).mul_(scale).masked_fill_(~valid, -torch.inf)
+        ctx.save_for_backward(ia, ib, wx, wy, t, scale.masked_fill(~valid, 0.0))
+        ctx.n = ux.shape[0]
+        return x
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, gx):
+        ia, ib, wx, wy, t, scale = ctx.saved_tensors
+        g = (gx * scale).mul_(-2.0)  # -2 dL/d|w|^2 (scale is 0 on empty slots)
+        ia, ib = ia.reshape(-1), ib.reshape(-1)
+        grads = []
+        for w in (wx, wy):
+            gw = g * w  # dL/da + dL/db
+            gb = gw * t
+            # scatter_add_ (not index_add_): about twice as fast on CPU
+            grads.append(torch.zeros(ctx.n, dtype=gw.dtype, device=gw.device)
+                         .scatter_add_(0, ia, gw.sub_(gb).reshape(-1)).scatter_add_(0, ib, gb.reshape(-1)))
+        return grads[0], grads[1], None, None, None, None, None, None
+
+
+class _SoftUnion(torch.autograd.Function):
+    """SoftRas silhouette of the last axis, ``1 - prod_k (1 - sigmoid(x_k))``,
+    evaluated stably as ``-expm1(-sum_k softplus(x_k))``, with a hand-written
+    backward ``d/dx_k = prod_j (1 - sigmoid(x_j)) sigmoid(x_k)`` (a single
+    ``sigmoid``; autograd's ``softplus`` backward is several times slower on
+    CPU).  ``x_k = -inf`` contributes nothing (and gets zero gradient)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        nll = nnf.softplus(x).sum(-1)
+        ctx.save_for_backward(x, torch.exp(-nll))  # prod_k (1 - D_k)
+        return -torch.expm1(-nll)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, g):
+        x, miss = ctx.saved_tensors
+        return torch.sigmoid(x).mul_((g * miss).unsqueeze(-1))
 
 
 def blend(
@@ -140,16 +211,15 @@ def blend(
 
     # ---- compact to the covered pixels (valid slots come first) ----
     p2f_all = fragments.pix_to_face.reshape(B * H * W, K)
-    pix = (p2f_all[:, 0] >= 0).nonzero().squeeze(1)  # (Np,)
+    pix = _nonzero(p2f_all[:, 0] >= 0)  # (Np,)
     p2f = p2f_all.index_select(0, pix)
     valid = p2f >= 0  # (Np, K)
     inside = fragments.dists.reshape(B * H * W, K).index_select(0, pix) >= 0
-    edge = fragments.nearest_edge.reshape(B * H * W, K).index_select(0, pix).long().clamp_min(0)
-    f3 = p2f.clamp_min(0) * 3
-    bidx = pix // (H * W)
-    rem = pix % (H * W)
-    px = (rem % W).to(dt)[:, None]  # (Np, 1) pixel centre u
-    py = (rem // W).to(dt)[:, None]  # (Np, 1) pixel centre v
+    # frame, pixel centre (u, v) of each covered pixel, by look-up in (B, H, W)
+    # tables (int64 division is slow on CPU)
+    bidx = _take(torch.arange(B, device=dev).repeat_interleave(H * W), pix)
+    px = _take(torch.arange(W, dtype=dt, device=dev).repeat(B * H), pix)[:, None]  # (Np, 1)
+    py = _take(torch.arange(H, dtype=dt, device=dev).repeat_interleave(W).repeat(B), pix)[:, None]
     voff = (bidx * V)[:, None]
     fl = faces.reshape(-1)
 
@@ -159,30 +229,28 @@ def blend(
 
     # ---- signed squared distance, from the nearest edge only ----
     # edge i of a face joins its vertices (i + 1) % 3 and (i + 2) % 3: one
-    # table of both ends of the three edges, (F * 6,) (the int64 modulo and
-    # advanced indexing are slow on CPU)
-    ends = faces[:, [1, 2, 0, 2, 0, 1]].reshape(-1)
-    f6 = p2f.clamp_min(0) * 6 + edge
-    ia = _take(ends, f6) + voff
-    ib = _take(ends, f6 + 3) + voff
-    ax, ay = _take(ux, ia), _take(uy, ia)
-    ex, ey = _take(ux, ib) - ax, _take(uy, ib) - ay
-    pax, pay = px - ax, py - ay
-    t = ((pax * ex + pay * ey) / (ex * ex + ey * ey).clamp_min(1e-30)).clamp(0.0, 1.0)
-    dx, dy = pax - t * ex, pay - t * ey
-    d2 = dx * dx + dy * dy  # (Np, K)
-
+    # table of both ends of the three edges of every face of every frame, as
+    # indices into (B * V,), (B * F * 6,) (the int64 modulo and advanced
+    # indexing are slow on CPU)
     if settings.sigma > 0:
-        s_over = (inside.to(dt) * 2.0 - 1.0).mul_(1.0 / settings.sigma)  # +-1/sigma (torch.where is slow on CPU)
-        x = d2 * s_over  # signed d^2 / sigma
+        ends = faces.index_select(1, torch.tensor([1, 2, 0, 2, 0, 1], device=dev))
+        ends = (ends + (torch.arange(B, device=dev) * V)[:, None, None]).reshape(-1)
+        # (frame * F + face) * 6 + edge; empty slots (face = edge = -1) land on
+        # some other entry (or are clamped to 0) and are masked out below
+        edge = fragments.nearest_edge.reshape(B * H * W, K).index_select(0, pix)
+        f6 = (p2f * 6).add_(edge).add_((bidx * (6 * faces.shape[0]))[:, None]).clamp_min_(0)
+        ia = _take(ends, f6)
+        ib = _take(ends, f6.add_(3))
+        # +-1/sigma, +1 inside (torch.where is slow on CPU); -inf on empty slots
+        scale = (inside.to(dt) * 2.0 - 1.0).mul_(1.0 / settings.sigma)
+        x = _SegmentDist2.apply(ux, uy, ia, ib, px, py, scale, valid)  # signed d^2 / sigma
     else:  # hard coverage, no geometric gradient
         x = None
 
     sil_img = None
     if silhouette:
         if x is not None:
-            nll = torch.where(valid, nnf.softplus(x), torch.zeros_like(x)).sum(-1)
-            sil = -torch.expm1(-nll)  # 1 - prod(1 - sigmoid(x))
+            sil = _SoftUnion.apply(x)  # 1 - prod(1 - sigmoid(x)); x = -inf on empty slots
         else:
             sil = (valid & inside).any(-1).to(dt)
         sil_img = torch.zeros(B * H * W, dtype=dt, device=dev).index_copy(0, pix, sil).view(B, H, W)
@@ -192,8 +260,9 @@ def blend(
         if x is not None:
             log_d = nnf.logsigmoid(x)
         else:
-            log_d = torch.where(inside, torch.zeros_like(d2), torch.full_like(d2, -torch.inf))
+            log_d = torch.where(inside, 0.0, -torch.inf).to(dt)
         izt = 1.0 / z.clamp_min(near).expand(B, V).reshape(-1)
+        f3 = p2f.clamp_min(0) * 3
         ii = [fl[f3 + j] + voff for j in range(3)]
         xs = [_take(ux, i) for i in ii]
         ys = [_take(uy, i) for i in ii]

@@ -77,7 +77,7 @@ def test_float32_sort_paths_agree(monkeypatch):
     # fixed bands (the automatic band height depends on the key width)
     s = RasterSettings((H, W), sigma=0.8, faces_per_pixel=3, far=20.0, near=0.1, bin_size=5)
     a = rasterize(verts, faces, k, s)
-    monkeypatch.setattr(raster, "_KEY_BITS", 0)  # never fits: two stable sorts
+    monkeypatch.setattr(raster, "_key_bits", lambda device: 0)  # never fits: two stable sorts
     b = rasterize(verts, faces, k, s)
     x, y = _by_face(a.pix_to_face, a.dists, a.zbuf), _by_face(b.pix_to_face, b.dists, b.zbuf)
     for p, q in zip(x, y):
@@ -86,9 +86,10 @@ def test_float32_sort_paths_agree(monkeypatch):
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("index_dtype", [torch.int32, torch.int64])
-def test_sort_by_pixel_then_score(dtype, index_dtype):
+@pytest.mark.parametrize("npix", [300, 1 << 19])  # 1 << 19: pixel and candidate bits fill the CPU key
+def test_sort_by_pixel_then_score(dtype, index_dtype, npix):
     g = torch.Generator().manual_seed(0)
-    m, npix = 5000, 300
+    m = 5000
     lp = torch.randint(0, npix, (m,), generator=g).to(index_dtype)
     score = torch.randn(m, generator=g).to(dtype) * 10
     score[::7] = 0.0
@@ -116,7 +117,7 @@ def test_choose_bin_size():
     # a wide image gets shorter bands (band pixels and candidates fit the sort key)
     s = RasterSettings((4, 1 << 20))
     h = choose_bin_size(tri, valid, s)
-    assert h * (1 << 20) <= 1 << (raster._KEY_BITS + 1)
+    assert h * (1 << 20) <= 1 << (raster._key_bits(tri.device) + 1)
 
 
 def test_empty_band_and_image():
