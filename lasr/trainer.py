@@ -234,9 +234,8 @@ class Fitter:
         if w.symmetry != 0 and stage.symmetric and self._mirror is not None:
             terms["symmetry"] = symmetry_loss(m.rest_verts, self._mirror)
         if stage.num_bones > 0:
-            scale = float(m.rest_verts.detach().norm(dim=-1).square().mean().sqrt())
             if w.deformation != 0:
-                terms["deformation"] = L.deformation_loss(obj, m.rest_verts.detach(), scale)
+                terms["deformation"] = L.deformation_loss(obj, m.rest_verts.detach(), m.rest_radius)
             if w.edge != 0:
                 terms["edge"] = L.edge_loss(obj[:B], obj[B:], self._edges)
             if w.bones_inside != 0:

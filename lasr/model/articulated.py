@@ -145,6 +145,11 @@ class ArticulatedModel(nn.Module):
     def num_bones(self) -> int:
         return self.bones.num_bones
 
+    @property
+    def rest_radius(self) -> float:
+        """RMS distance of the rest vertices from the object origin (the shape's scale)."""
+        return float(self.rest_verts.detach().norm(dim=-1).square().mean().sqrt())
+
     # ------------------------------------------------------------ conversions
     def _rot_to_matrix(self, p: torch.Tensor) -> torch.Tensor:
         return rotation_6d_to_matrix(p) if self.rot_param == "6d" else axis_angle_to_matrix(p)
@@ -293,8 +298,7 @@ class ArticulatedModel(nn.Module):
         """
         target = target_verts.detach().to(self.rest_verts.dtype)
         err = self.refit_bone_transforms(target)
-        scale = float(self.rest_verts.detach().norm(dim=-1).square().mean().sqrt())
-        if steps <= 0 or float(err.max()) <= 1e-6 * scale:  # already exact (e.g. rigid -> bones)
+        if steps <= 0 or float(err.max()) <= 1e-6 * self.rest_radius:  # already exact (e.g. rigid -> bones)
             return err
         x = self.rest_verts.detach()
         params = [self.bones.centers, self.bones.quaternions, self.bones.log_precisions, self.bone_rot, self.bone_trans]
