@@ -7,18 +7,25 @@ import torch
 __all__ = ["kmeans", "kmeans_plusplus_init"]
 
 
-def kmeans_plusplus_init(points: torch.Tensor, k: int, generator: torch.Generator) -> torch.Tensor:
-    """k-means++ seeding (D^2 sampling).
+def kmeans_plusplus_init(points: torch.Tensor, k: int, generator: torch.Generator,
+                         weights: torch.Tensor | None = None) -> torch.Tensor:
+    """k-means++ seeding (D^2 sampling, times the point weights when given).
 
     Args:
-        points: ``(N, D)`` float; k: number of centers; generator: CPU generator.
+        points: ``(N, D)`` float; k: number of centers; generator: CPU generator;
+        weights: optional ``(N,)`` positive point weights.
     Returns:
         ``(k, D)`` centers, all distinct points of ``points``.
     """
     n = points.shape[0]
-    first = int(torch.randint(n, (1,), generator=generator))
+    if weights is None:
+        first = int(torch.randint(n, (1,), generator=generator))
+    else:
+        first = int(torch.multinomial((weights / weights.sum()).double().cpu(), 1, generator=generator))
     centers = [points[first]]
     d2 = ((points - points[first]) ** 2).sum(-1)
+    if weights is not None:
+        d2 = d2 * weights
     for _ in range(1, k):
         total = d2.sum()
         if float(total) <= 0:  # cannot happen when k <= #unique points (checked by caller)
@@ -26,15 +33,21 @@ def kmeans_plusplus_init(points: torch.Tensor, k: int, generator: torch.Generato
         probs = (d2 / total).double().cpu()
         idx = int(torch.multinomial(probs, 1, generator=generator))
         centers.append(points[idx])
-        d2 = torch.minimum(d2, ((points - points[idx]) ** 2).sum(-1))
+        new = ((points - points[idx]) ** 2).sum(-1)
+        d2 = torch.minimum(d2, new if weights is None else new * weights)
     return torch.stack(centers)
 
 
 @torch.no_grad()
 def kmeans(
-    points: torch.Tensor, k: int, iters: int = 50, seed: int = 0, tol: float = 0.0
+    points: torch.Tensor, k: int, iters: int = 50, seed: int = 0, tol: float = 0.0,
+    weights: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Lloyd's k-means with k-means++ init.  Deterministic for a given ``seed``.
+
+    With ``weights`` it minimises ``sum_i w_i |x_i - c(i)|^2`` (centers are weighted
+    means), e.g. vertex areas so that clusters follow the surface, not the vertex
+    density.
 
     Empty clusters (rare after k-means++) are re-seeded with the point farthest
     from its current center.
@@ -45,6 +58,7 @@ def kmeans(
         iters: maximum Lloyd iterations (stops early when labels are stable and
             the center shift is ``<= tol``).
         seed: seed of the CPU ``torch.Generator`` used for the initialisation.
+        weights: optional ``(N,)`` positive point weights (default: all 1).
     Returns:
         ``centers (k, D)`` (dtype of ``points``) and ``labels (N,)`` long,
         ``labels[i]`` = index of the nearest center.
@@ -59,13 +73,18 @@ def kmeans(
     if k > n_unique:
         raise ValueError(f"k={k} clusters requested but only {n_unique} distinct points are given")
     x = points
+    if weights is not None:
+        if weights.shape != (x.shape[0],) or not bool((weights > 0).all()):
+            raise ValueError(f"weights must be ({x.shape[0]},) and positive")
+        weights = weights.to(x.dtype)
+    w = torch.ones(x.shape[0], dtype=x.dtype, device=x.device) if weights is None else weights
     gen = torch.Generator().manual_seed(int(seed))
-    centers = kmeans_plusplus_init(x, k, gen)
+    centers = kmeans_plusplus_init(x, k, gen, weights)
     labels = torch.cdist(x, centers).argmin(1)
     for _ in range(iters):
-        sums = torch.zeros_like(centers).index_add_(0, labels, x)
-        counts = torch.bincount(labels, minlength=k).to(x.dtype)
-        new_centers = torch.where(counts[:, None] > 0, sums / counts.clamp_min(1)[:, None], centers)
+        sums = torch.zeros_like(centers).index_add_(0, labels, x * w[:, None])
+        counts = torch.zeros(k, dtype=x.dtype, device=x.device).index_add_(0, labels, w)
+        new_centers = torch.where(counts[:, None] > 0, sums / torch.where(counts > 0, counts, 1)[:, None], centers)
         empty = torch.nonzero(counts == 0).flatten().tolist()
         if empty:
             dist = ((x - new_centers[labels]) ** 2).sum(-1)

@@ -24,6 +24,7 @@ __all__ = [
     "edges_unique",
     "face_normals",
     "face_areas",
+    "vertex_areas",
     "vertex_normals",
     "signed_volume",
     "vertex_degrees",
@@ -121,6 +122,13 @@ def face_normals(verts: torch.Tensor, faces: torch.Tensor, eps: float = 1e-12) -
 def face_areas(verts: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
     """Triangle areas ``(..., F)``."""
     return 0.5 * _face_cross(verts, faces).norm(dim=-1)
+
+
+def vertex_areas(verts: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
+    """(V,) a third of the area of the faces around each vertex (sums to the mesh's area)."""
+    a = face_areas(verts, faces) / 3.0
+    return torch.zeros(verts.shape[0], dtype=verts.dtype, device=verts.device).index_add_(
+        0, faces.reshape(-1), a.repeat_interleave(3))
 
 
 def vertex_normals(verts: torch.Tensor, faces: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:

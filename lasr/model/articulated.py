@@ -38,6 +38,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from lasr.geometry.mesh import vertex_areas
 from lasr.geometry.rotations import (
     axis_angle_to_matrix,
     matrix_to_axis_angle,
@@ -232,7 +233,10 @@ class ArticulatedModel(nn.Module):
         """
         seed = self.seed if seed is None else int(seed)
         dtype, device = self.rest_verts.dtype, self.rest_verts.device
-        c, q, lp = init_bones_from_kmeans(self.rest_verts.detach(), num_bones, self.temperature, seed=seed)
+        rest = self.rest_verts.detach()
+        area = vertex_areas(rest, self.faces)  # bones spread over the surface, not the vertices
+        area = area.clamp_min(1e-6 * float(area.mean().clamp_min(1e-30)))
+        c, q, lp = init_bones_from_kmeans(rest, num_bones, self.temperature, seed=seed, weights=area)
         self.bones = GaussianBones(c, q, lp, self.temperature)
         self.register_buffer("bone_pivots", c.detach().clone())
         self.bone_rot = nn.Parameter(_identity_rot_params((self.num_frames, num_bones), self.rot_param, dtype, device))

@@ -105,10 +105,13 @@ def init_bones_from_kmeans(
     seed: int = 0,
     iters: int = 50,
     min_std_ratio: float = 0.3,
+    weights: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Initial Gaussian bones from a k-means clustering of the rest vertices.
 
-    * centers = k-means centers of ``rest_verts``;
+    * centers = k-means centers of ``rest_verts`` (weighted by ``weights``, e.g. the
+      vertex areas, so that bones cover the surface evenly: a limb grown from a few
+      stretched triangles gets its share of bones);
     * orientations = identity (quaternion ``(1, 0, 0, 0)``);
     * log-precisions from each cluster's per-axis standard deviation
       ``sigma_bk`` so that ``exp(-temperature * m_b)`` matches
@@ -118,14 +121,17 @@ def init_bones_from_kmeans(
 
     Args:
         rest_verts: ``(V, 3)``; num_bones: ``B >= 1`` (``<=`` #distinct vertices).
+        weights: optional ``(V,)`` positive vertex weights.
     Returns:
         ``centers (B, 3)``, ``quaternions (B, 4)``, ``log_precisions (B, 3)``,
         all with the dtype/device of ``rest_verts``, detached.
     """
     x = rest_verts.detach()
-    centers, labels = kmeans(x, num_bones, iters=iters, seed=seed)
-    counts = torch.bincount(labels, minlength=num_bones).to(x.dtype).clamp_min(1)
-    var = torch.zeros_like(centers).index_add_(0, labels, (x - centers[labels]) ** 2) / counts[:, None]
+    centers, labels = kmeans(x, num_bones, iters=iters, seed=seed, weights=weights)
+    w = torch.ones(x.shape[0], dtype=x.dtype, device=x.device) if weights is None else weights.to(x.dtype)
+    counts = torch.zeros(num_bones, dtype=x.dtype, device=x.device).index_add_(0, labels, w)
+    counts = torch.where(counts > 0, counts, 1)
+    var = torch.zeros_like(centers).index_add_(0, labels, w[:, None] * (x - centers[labels]) ** 2) / counts[:, None]
     std = var.sqrt()
     # global floor for single-vertex clusters: a fraction of the mean nearest-center spacing
     if num_bones > 1:

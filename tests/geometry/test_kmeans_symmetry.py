@@ -29,6 +29,34 @@ def test_kmeans_recovers_separated_clusters():
     assert torch.equal(torch.cdist(pts, centers).argmin(1), labels)
 
 
+def test_weighted_kmeans_centers_are_weighted_means():
+    pts, true_labels, true_c = _clusters()
+    g = torch.Generator().manual_seed(1)
+    w = torch.rand(len(pts), generator=g) ** 3 + 0.01  # very uneven weights
+    centers, labels = kmeans(pts, 5, seed=0, weights=w)
+    d = torch.cdist(true_c, centers)
+    match = d.argmin(1)
+    assert torch.equal(match[true_labels], labels)  # same partition as the truth
+    for j in range(5):  # oracle: each center is its cluster's weighted mean, not its plain mean
+        sel = labels == j
+        wmean = (pts[sel] * w[sel, None]).sum(0) / w[sel].sum()
+        assert torch.allclose(centers[j], wmean, atol=1e-5)
+        assert (centers[j] - pts[sel].mean(0)).norm() > 1e-3
+    # integer weights act as repeated points
+    wi = torch.randint(1, 4, (len(pts),), generator=g)
+    c_w, _ = kmeans(pts, 5, seed=0, weights=wi.float())
+    c_r, _ = kmeans(pts.repeat_interleave(wi, 0), 5, seed=0)
+    assert torch.allclose(torch.cdist(c_w, c_r).min(1).values, torch.zeros(5), atol=1e-5)
+
+
+def test_weighted_kmeans_rejects_bad_weights():
+    pts, _, _ = _clusters()
+    with pytest.raises(ValueError, match="weights"):
+        kmeans(pts, 3, weights=torch.zeros(len(pts)))
+    with pytest.raises(ValueError, match="weights"):
+        kmeans(pts, 3, weights=torch.ones(3))
+
+
 def test_kmeans_deterministic_by_seed():
     g = torch.Generator().manual_seed(3)
     pts = torch.rand(500, 2, generator=g)

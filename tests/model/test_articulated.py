@@ -88,6 +88,25 @@ def test_set_num_bones_keeps_shapes_and_refit(sphere):
     assert g_rot.abs().max() < 1e-5 and g_tr.abs().max() < 1e-5
 
 
+def test_bones_cover_a_limb_made_of_few_stretched_triangles():
+    """A limb grown from a sphere keeps its few vertices, stretched: bones must be placed
+    by surface area, not by vertex count, or the limb gets none and cannot bend."""
+    v, f = icosphere(3)
+    limb = v[:, 0] > 0.8  # a cap with ~10% of the vertices ...
+    v = v.clone()
+    v[limb, 0] = 0.8 + 12.0 * (v[limb, 0] - 0.8)  # ... stretched into a limb 2.4 long
+    assert limb.float().mean() < 0.12
+    m = ArticulatedModel(v, f, num_frames=2, num_bones=1)
+    m.set_num_bones(12)
+    on_limb = int((m.bones.centers[:, 0] > 1.0).sum())
+    # the limb holds about half of the area (x > 1 excludes the cap's root)
+    assert on_limb >= 4, on_limb
+    # by vertex count alone (the old behaviour) it would get at most one or two
+    from lasr.model.skinning import init_bones_from_kmeans
+    c, _, _ = init_bones_from_kmeans(v, 12)
+    assert int((c[:, 0] > 1.0).sum()) <= 2
+
+
 def test_distill_fits_new_bones_to_an_old_deformation(sphere):
     """A stage change to more bones: fitting the new bones themselves (not only their
     motion) must reproduce the old deformation much better than the motion-only refit."""
