@@ -225,8 +225,9 @@ class ArticulatedModel(nn.Module):
     # ------------------------------------------------------------ stage changes
     @torch.no_grad()
     def set_num_bones(self, num_bones: int, seed: int | None = None) -> None:
-        """Re-initialise ``num_bones`` bones by k-means on the current rest shape
-        and reset all per-frame bone motion to the identity.
+        """Re-initialise ``num_bones`` bones by k-means on the current rest vertices,
+        weighted by their area (so bones cover the surface evenly, also limbs made of a
+        few stretched triangles), and reset all per-frame bone motion to the identity.
 
         Use :meth:`refit_bone_transforms` afterwards to restore a previous
         deformation.  Replaces parameters: rebuild the optimizer.
