@@ -17,8 +17,10 @@ With ``--json`` each case prints one JSON object per line with keys
 ``faces, res, batch, device, fwd_bwd_ms`` (median over ``--repeats`` timed
 iterations after warm-up), ``peak_mem_mb``, and extra diagnostics
 (``raster_ms``: median of the no-grad rasterisation alone, ``threads``,
-``bin_size`` (the rasteriser's band height in rows, see
-:func:`lasr.render.choose_bin_size`), ``K``, ``sigma``, and ``loadavg_1m``,
+``backend`` (``numba``: the compiled CPU loops, the default on CPU;
+``torch``: the vectorised path, the GPU path; choose with ``--backend``),
+``bin_size`` (the vectorised rasteriser's band height in rows, see
+:func:`lasr.render.choose_bin_size`; null for ``numba``), ``K``, ``sigma``, and ``loadavg_1m``,
 the machine's 1-minute load average at the end of the case: on a shared
 machine, timings with several intra-op threads degrade sharply once other
 processes compete for the cores).
@@ -53,6 +55,7 @@ import torch  # noqa: E402
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from lasr.render import RasterSettings, blend, choose_bin_size, project_faces, rasterize  # noqa: E402
+from lasr.render.raster import use_compiled  # noqa: E402
 
 DEFAULT_CASES = [(1280, 64, 4), (2560, 256, 8)]
 
@@ -131,13 +134,15 @@ def _rss_mb() -> float:
         return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def run_case(n_faces: int, res: int, batch: int, device: str, repeats: int, warmup: int) -> dict:
-    settings = RasterSettings(image_size=(res, res))
+def run_case(n_faces: int, res: int, batch: int, device: str, repeats: int, warmup: int,
+             backend: str = "auto") -> dict:
+    settings = RasterSettings(image_size=(res, res), backend=backend)
     verts, faces, k = make_scene(n_faces, res, batch, device)
     with torch.no_grad():
         target = (blend(verts, faces, k, rasterize(verts, faces, k, settings), settings).silhouette > 0.5).float()
         tri, _, valid = project_faces(verts, faces, k, settings)
-        bin_size = choose_bin_size(tri, valid, settings)
+        compiled = use_compiled(settings, tri.device)
+        bin_size = None if compiled else choose_bin_size(tri, valid, settings)
     verts = verts.clone().requires_grad_(True)
 
     def step() -> None:
@@ -181,6 +186,7 @@ def run_case(n_faces: int, res: int, batch: int, device: str, repeats: int, warm
         "peak_mem_mb": round(peak, 1),
         "raster_ms": round(statistics.median(rtimes), 2),
         "threads": torch.get_num_threads(),
+        "backend": "numba" if compiled else "torch",
         "bin_size": bin_size,
         "K": settings.faces_per_pixel,
         "sigma": settings.sigma,
@@ -199,6 +205,8 @@ def main() -> None:
     ap.add_argument("--case", action="append", default=None, help="faces,res,batch (repeatable)")
     ap.add_argument("--in-process", action="store_true", help="do not spawn one subprocess per case")
     ap.add_argument("--omp-active", action="store_true", help="keep OpenMP's default (busy) wait policy")
+    ap.add_argument("--backend", default="auto", choices=["auto", "numba", "torch"],
+                    help="rasteriser path (auto: compiled Numba loops on CPU, vectorised PyTorch on GPU)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     cases = [tuple(int(x) for x in c.split(",")) for c in args.case] if args.case else DEFAULT_CASES
@@ -207,11 +215,12 @@ def main() -> None:
 
     for n_faces, res, batch in cases:
         if args.in_process or args.device.startswith("cuda") or len(cases) == 1:
-            row = run_case(n_faces, res, batch, args.device, args.repeats, args.warmup)
+            row = run_case(n_faces, res, batch, args.device, args.repeats, args.warmup, args.backend)
         else:  # fresh process per case so peak RSS is per case
             cmd = [sys.executable, os.path.abspath(__file__), "--json", "--device", args.device,
                    "--threads", str(args.threads), "--repeats", str(args.repeats), "--warmup",
-                   str(args.warmup), "--case", f"{n_faces},{res},{batch}"] + (["--omp-active"] if args.omp_active else [])
+                   str(args.warmup), "--case", f"{n_faces},{res},{batch}", "--backend", args.backend]
+            cmd += ["--omp-active"] if args.omp_active else []
             outp = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
             row = json.loads(outp.strip().splitlines()[-1])
         if args.json:
@@ -219,7 +228,7 @@ def main() -> None:
         else:
             print(f"{row['faces']:6d} faces {row['res']:4d}px x{row['batch']:2d} {row['device']:5s} "
                   f"fwd+bwd {row['fwd_bwd_ms']:8.2f} ms  raster {row['raster_ms']:8.2f} ms  "
-                  f"peak {row['peak_mem_mb']:7.1f} MB  bin {row['bin_size']}", flush=True)
+                  f"peak {row['peak_mem_mb']:7.1f} MB  {row['backend']}", flush=True)
 
 
 if __name__ == "__main__":

@@ -50,10 +50,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from . import _raster_cpu
 from .camera import PerspectiveCamera, as_camera
 from .settings import RasterSettings
 
-__all__ = ["Fragments", "rasterize", "choose_bin_size", "project_faces"]
+__all__ = ["Fragments", "rasterize", "choose_bin_size", "project_faces", "use_compiled"]
 
 
 @dataclass(frozen=True)
@@ -299,7 +300,7 @@ def ranking_weights(settings: RasterSettings) -> tuple[float, float, str]:
       (``-log D`` up to its leading terms; depth breaks ties).  Keeps the
       faces that dominate the silhouette ``1 - prod(1 - D)``.
     * ``"hybrid"`` (default): ``min(weight - min_pixel(weight), coverage -
-      min_pixel(coverage))``: a face is kept if it is among the most important
+      min_pixel(coverage))`` (coverage with the depth tie-break): a face is kept if it is among the most important
       for either, so the silhouette stays close to the untruncated SoftRas
       silhouette and colours/flow close to the untruncated blend.
     * ``"depth"``: ``z`` only (PyTorch3D's K nearest).  When faces are smaller
@@ -421,11 +422,27 @@ def _ranking_score(sd: Tensor, zr: Tensor, lp: Tensor, npix: int, rank: tuple[fl
     score = sd.clamp_min(0.0)  # -log D ~ d^2 / sigma outside, ~0 inside
     score.mul_(b).add_(zr, alpha=a)  # -log(blend weight) + const
     if mode == "hybrid":
-        cov = sd * b  # -log D up to its leading terms (signed)
+        # -log D up to its leading terms (signed); depth breaks ties (faces sharing
+        # the nearest vertex are equally near a pixel outside them)
+        cov = (sd * b).add_(zr, alpha=a * 1e-6)
         for x in (score, cov):  # relative to the pixel's best candidate
             x.sub_(_segment_min(x, lp, npix).index_select(0, lp))
         torch.minimum(score, cov, out=score)
     return score
+
+
+def use_compiled(settings: RasterSettings, device: torch.device) -> bool:
+    """Whether :func:`rasterize` takes the compiled CPU path (``settings.backend``:
+    ``"auto"`` takes it on CPU when Numba is installed)."""
+    if settings.backend == "torch" or device.type != "cpu":
+        if settings.backend == "numba" and device.type != "cpu":
+            raise ValueError(f"backend='numba' runs on CPU only, the vertices are on {device}; use backend='auto'")
+        return False
+    if not _raster_cpu.available():
+        if settings.backend == "numba":
+            raise ImportError("backend='numba' needs the numba package: pip install numba (or use backend='auto')")
+        return False
+    return True
 
 
 @torch.no_grad()
@@ -480,6 +497,11 @@ def rasterize(
     result = Fragments(*(x.view(B, H, W, K) for x in (p2f_out, z_out, d_out, e_out)))
 
     box, live = _face_boxes(tri, valid, settings)
+    if use_compiled(settings, dev):
+        _raster_cpu.rasterize_frames(tri.numpy(), tz.numpy(), live.view(B, F).numpy(), box.view(4, B, F).numpy(),
+                                     (H, W), K, r2, settings.near, ranking_weights(settings),
+                                     [x.numpy() for x in (result.pix_to_face, result.zbuf, result.dists, result.nearest_edge)])
+        return result
     fid = _nonzero(live)  # live faces, flat index b * F + f
     nf = fid.shape[0]
     if nf == 0:

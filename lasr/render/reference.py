@@ -146,11 +146,11 @@ def dense_render(
     inf = torch.full_like(d2d, torch.inf)
     signed = torch.where(inside, -d2d, d2d)  # -s d^2
     w_score = ra * z_rank + rb * signed.clamp_min(0)
-    c_score = rb * signed
+    c_score = rb * signed + 1e-6 * ra * z_rank  # depth breaks ties
     if mode == "depth" or rb == 0.0:
         score = z_rank
     elif mode == "coverage":
-        score = c_score + 1e-6 * ra * z_rank
+        score = c_score
     elif mode == "weight":
         score = w_score
     else:  # hybrid: min of both, each relative to its best candidate at the pixel

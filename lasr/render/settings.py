@@ -55,7 +55,12 @@ class RasterSettings:
         chunk_pairs: number of (pixel, face) pairs, counted over the
             faces' padded bounding boxes, that the rasteriser evaluates at
             once; bounds memory and, on CPU, keeps the temporaries near the
-            cache.  ``None``: 32768 on CPU, 4M on GPU.
+            cache.  ``None``: 32768 on CPU, 4M on GPU.  Used by the
+            vectorised path only.
+        backend: how :func:`lasr.render.rasterize` runs: ``"auto"`` (the
+            compiled Numba loops on CPU when Numba is installed, else the
+            vectorised PyTorch path), ``"numba"`` (CPU only) or ``"torch"``
+            (vectorised; the GPU path).  Both select the same faces.
     """
 
     image_size: tuple[int, int]
@@ -70,6 +75,7 @@ class RasterSettings:
     blend_eps: float = 1e-10
     min_area: float = 1e-10
     chunk_pairs: int | None = None
+    backend: str = "auto"
 
     def __post_init__(self) -> None:
         h, w = (int(s) for s in self.image_size)
@@ -92,6 +98,8 @@ class RasterSettings:
             raise ValueError(f"need 0 < near < far, got near={self.near}, far={self.far}")
         if self.chunk_pairs is not None and self.chunk_pairs < 1:
             raise ValueError("chunk_pairs must be >= 1")
+        if self.backend not in ("auto", "numba", "torch"):
+            raise ValueError(f"backend must be auto, numba or torch, got {self.backend!r}")
 
     @property
     def blur_radius2(self) -> float:

@@ -34,9 +34,11 @@ def _check_fragments(fr, ref):
      (None, "weight"), (4, "coverage"), (None, "depth")],
 )
 @pytest.mark.parametrize("K", [3, 8])
-def test_rasterize_matches_oracle(bin_size, rank, K):
+@pytest.mark.parametrize("backend", ["torch", "numba"])
+def test_rasterize_matches_oracle(bin_size, rank, K, backend):
     verts, faces, k = soup_scene(n_faces=16, batch=2, seed=1)
-    s = RasterSettings((20, 28), sigma=0.7, faces_per_pixel=K, bin_size=bin_size, rank=rank, gamma=2e-3, far=20.0)
+    s = RasterSettings((20, 28), sigma=0.7, faces_per_pixel=K, bin_size=bin_size, rank=rank, gamma=2e-3, far=20.0,
+                       backend=backend)
     fr = rasterize(verts, faces, k, s)
     _check_fragments(fr, dense_render(verts, faces, k, s))
     # K = 3 really truncates: some pixel has more candidates than slots

@@ -48,12 +48,14 @@ def _mixed_scene(dtype=torch.float64):
     return frames, faces, k
 
 
-@pytest.mark.parametrize("bin_size,chunk_pairs", [(None, None), (1, None), (5, 40), (7, 1), (64, 300)])
+@pytest.mark.parametrize("backend,bin_size,chunk_pairs", [("numba", None, None), ("torch", None, None),
+                                                          ("torch", 1, None), ("torch", 5, 40), ("torch", 7, 1),
+                                                          ("torch", 64, 300)])
 @pytest.mark.parametrize("rank", ["hybrid", "weight", "coverage", "depth"])
-def test_mixed_faces_match_oracle(bin_size, chunk_pairs, rank):
+def test_mixed_faces_match_oracle(backend, bin_size, chunk_pairs, rank):
     verts, faces, k = _mixed_scene()
     s = RasterSettings((H, W), sigma=0.8, faces_per_pixel=4, rank=rank, gamma=2e-3, far=20.0, near=0.1,
-                       bin_size=bin_size, chunk_pairs=chunk_pairs)
+                       bin_size=bin_size, chunk_pairs=chunk_pairs, backend=backend)
     fr = rasterize(verts, faces, k, s)
     ref = dense_render(verts, faces, k, s)
     a = _by_face(fr.pix_to_face, fr.zbuf, fr.dists)
@@ -75,7 +77,7 @@ def test_float32_sort_paths_agree(monkeypatch):
     """The packed-key sort (float32) and the two-pass sort select the same faces."""
     verts, faces, k = _mixed_scene(torch.float32)
     # fixed bands (the automatic band height depends on the key width)
-    s = RasterSettings((H, W), sigma=0.8, faces_per_pixel=3, far=20.0, near=0.1, bin_size=5)
+    s = RasterSettings((H, W), sigma=0.8, faces_per_pixel=3, far=20.0, near=0.1, bin_size=5, backend="torch")
     a = rasterize(verts, faces, k, s)
     monkeypatch.setattr(raster, "_key_bits", lambda device: 0)  # never fits: two stable sorts
     b = rasterize(verts, faces, k, s)
@@ -120,9 +122,10 @@ def test_choose_bin_size():
     assert h * (1 << 20) <= 1 << (raster._key_bits(tri.device) + 1)
 
 
-def test_empty_band_and_image():
+@pytest.mark.parametrize("backend", ["torch", "numba"])
+def test_empty_band_and_image(backend):
     verts, faces, k = _mixed_scene()
-    s = RasterSettings((H, W), bin_size=2)
+    s = RasterSettings((H, W), bin_size=2, backend=backend)
     # everything behind the camera: no selection at all
     behind = verts.clone()
     behind[..., 2] = -behind[..., 2].abs() - 0.5

@@ -35,13 +35,14 @@ def _all_outputs(verts, faces, k, s):
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_faces_behind_near_plane_are_finite(dtype):
+@pytest.mark.parametrize("backend", ["torch", "numba"])
+def test_faces_behind_near_plane_are_finite(dtype, backend):
     v, f = icosphere(2, dtype=dtype)
     # the sphere straddles the camera: vertices at z in [-0.5, 1.5], some exactly 0
     verts = (v + torch.tensor([0.0, 0.0, 0.5], dtype=dtype))[None]
     verts[0, :5, 2] = 0.0
     k = intrinsics(32, 40, 30.0, dtype=dtype)
-    s = RasterSettings((32, 40), near=0.1)
+    s = RasterSettings((32, 40), near=0.1, backend=backend)
     out, grads = _all_outputs(verts, f, k, s)
     for x in (out.silhouette, out.attributes, out.flow, *grads):
         assert torch.isfinite(x).all()
@@ -53,13 +54,14 @@ def test_faces_behind_near_plane_are_finite(dtype):
     assert out.silhouette.max() > 0.5  # the part in front still renders
 
 
-def test_degenerate_faces_are_finite():
+@pytest.mark.parametrize("backend", ["torch", "numba"])
+def test_degenerate_faces_are_finite(backend):
     verts, faces, k = soup_scene(n_faces=10, batch=1, seed=3)
     verts = verts.clone()
     verts[0, 1] = verts[0, 0]  # collapsed edge
     verts[0, 5] = 0.5 * (verts[0, 3] + verts[0, 4])  # collinear
     faces = torch.cat([faces, torch.tensor([[6, 6, 6]])])  # all three the same vertex
-    s = RasterSettings((20, 28))
+    s = RasterSettings((20, 28), backend=backend)
     out, grads = _all_outputs(verts, faces, k, s)
     for x in (out.silhouette, out.attributes, out.flow, *grads):
         assert torch.isfinite(x).all()
@@ -67,10 +69,11 @@ def test_degenerate_faces_are_finite():
     assert not torch.isin(fr.pix_to_face, torch.tensor([0, 1, 10])).any()
 
 
-def test_empty_and_offscreen_scenes():
+@pytest.mark.parametrize("backend", ["torch", "numba"])
+def test_empty_and_offscreen_scenes(backend):
     v, f = icosphere(1)
     k = intrinsics(16, 16, 20.0)
-    s = RasterSettings((16, 16))
+    s = RasterSettings((16, 16), backend=backend)
     for verts in (v[None] + torch.tensor([0, 0, -3.0], dtype=torch.float64),  # behind the camera
                   v[None] + torch.tensor([50, 0, 3.0], dtype=torch.float64),  # off screen
                   v[None] + torch.tensor([0, 0, 1e4], dtype=torch.float64)):  # beyond far
@@ -121,14 +124,15 @@ def test_bin_size_and_chunking_do_not_change_results(bin_size):
     verts, faces, k = sphere_scene(level=2, batch=2, h=37, w=45)
     verts[1] += torch.tensor([0.2, -0.1, 0.3], dtype=torch.float64)
     ref = rasterize(verts, faces, k, RasterSettings((37, 45)))
-    fr = rasterize(verts, faces, k, RasterSettings((37, 45), bin_size=bin_size, chunk_pairs=1000))
+    fr = rasterize(verts, faces, k, RasterSettings((37, 45), bin_size=bin_size, chunk_pairs=1000, backend="torch"))
     s = RasterSettings((37, 45))
     # (on a closed mesh ranking scores can tie exactly at the K-th slot, so
     # compare the rendering; exact fragments are compared on a soup below)
     torch.testing.assert_close(blend(verts, faces, k, fr, s).silhouette, blend(verts, faces, k, ref, s).silhouette)
     verts, faces, k = soup_scene(n_faces=60, batch=2, seed=9, h=37, w=45)
     ref = rasterize(verts, faces, k, RasterSettings((37, 45), faces_per_pixel=5))
-    fr = rasterize(verts, faces, k, RasterSettings((37, 45), faces_per_pixel=5, bin_size=bin_size, chunk_pairs=1000))
+    fr = rasterize(verts, faces, k, RasterSettings((37, 45), faces_per_pixel=5, bin_size=bin_size, chunk_pairs=1000,
+                                                   backend="torch"))
     assert int((ref.pix_to_face >= 0).sum(-1).max()) == 5
     for a, b in ((fr.pix_to_face, ref.pix_to_face), (fr.dists, ref.dists)):
         torch.testing.assert_close(torch.sort(a, -1).values, torch.sort(b, -1).values)
@@ -140,7 +144,8 @@ def test_settings_validation_and_units():
     assert abs(s.blur_radius2 - 2.0 * 9.21024) < 1e-4
     assert RasterSettings((4, 4), sigma=0.0).blur_radius == 0.0
     for bad in (dict(sigma=-1.0), dict(gamma=0.0), dict(faces_per_pixel=0), dict(near=0.0),
-                dict(near=2.0, far=1.0), dict(bin_size=0), dict(rank="nearest"), dict(blur_eps=0.7)):
+                dict(near=2.0, far=1.0), dict(bin_size=0), dict(rank="nearest"), dict(blur_eps=0.7),
+                dict(backend="cuda")):
         with pytest.raises(ValueError):
             RasterSettings((4, 4), **bad)
     with pytest.raises(Exception):
