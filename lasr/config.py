@@ -165,6 +165,10 @@ class StageConfig:
     num_bones: int = 0  # 0: rigid (no articulation)
     num_faces: Optional[int] = None  # remesh to about this many faces at the start; None: keep
     hypotheses: int = 1  # root-rotation hypotheses tried at the start (LASR: 16)
+    # run the schedule from this stage on this many times, each from the state at the
+    # stage's start with its own seed, and keep the run whose full-frame mask IoU against
+    # the observed masks is highest (at most one stage of a schedule may set it)
+    restarts: int = 1
     hypothesis_iters: int = 50  # steps each hypothesis runs before the best is kept
     symmetric: bool = False  # use the symmetry loss (mirror about the rest shape's x = 0)
     train: List[str] = field(default_factory=lambda: list(ALL_GROUPS))

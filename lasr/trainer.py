@@ -129,8 +129,26 @@ class Fitter:
         self._mirror = mirror_index(self.model.rest_verts.detach().cpu()).to(device)
         self.crops: Optional[Crops] = None
         self.optimizer: Optional[torch.optim.Optimizer] = None
+        # restarts (StageConfig.restarts): the stage they start from, the state there,
+        # the current restart and the best finished one so far (IoU, state)
+        self.restart_stage, self.restarts = self._restart_stage()
+        self.restart = 0
+        self.branch: Optional[dict] = None
+        self.best: Optional[tuple[float, dict]] = None
 
     # ------------------------------------------------------------------ set-up
+    def _restart_stage(self) -> tuple[Optional[int], int]:
+        """(index of the stage that sets ``restarts`` > 1, its count), or (None, 1)."""
+        marked = [(i, int(st.restarts)) for i, (_, st) in enumerate(self.stages) if int(st.restarts) != 1]
+        for i, n in marked:
+            if n < 1:
+                raise LasrError(f"stages.{self.stages[i][0]}.restarts must be >= 1, got {n}")
+        if len(marked) > 1:
+            names = ", ".join(self.stages[i][0] for i, _ in marked)
+            raise LasrError(f"only one stage may set restarts > 1 (the fit is repeated from there on); "
+                            f"set by: {names}")
+        return marked[0] if marked else (None, 1)
+
     def _init_model(self) -> ArticulatedModel:
         m = self.cfg.model
         V, F = icosphere(m.subdivisions)
@@ -402,13 +420,38 @@ class Fitter:
         return n if cap is None else min(n, cap)
 
     def fit(self, on_stage_end: Optional[Callable[["Fitter", StageResult], None]] = None) -> list[StageResult]:
-        """Run (or continue) the schedule."""
+        """Run (or continue) the schedule, with its restarts (see ``StageConfig.restarts``)."""
+        while True:
+            self._fit_stages(on_stage_end)
+            if self.restart_stage is None or self.restart >= self.restarts:
+                return self.results  # no restarts, or resumed after they all finished
+            iou = float(self.full_frame_iou().mean())
+            log.info("restart %d/%d: full-frame mask IoU %.4f", self.restart + 1, self.restarts, iou)
+            if self.writer:
+                self.writer.add_scalar("restarts/iou", iou, self.restart)
+            if self.best is None or iou > self.best[0]:
+                self.best = (iou, self._snapshot())
+            self.restart += 1
+            if self.restart >= self.restarts:
+                break
+            self._restore(self.branch)  # the state at the restart stage's start; the step count goes on
+        best_iou, best = self.best
+        self._restore(best)
+        log.info("kept restart %d of %d (mask IoU %.4f)", best["restart"] + 1, self.restarts, best_iou)
+        self.save_checkpoint("last.pt")
+        return self.results
+
+    def _fit_stages(self, on_stage_end) -> None:
+        """Run the stages from ``self.stage_index`` (continuing a stage at ``self.stage_step``)."""
         gen = torch.Generator().manual_seed(self.cfg.train.seed + self.global_step)
-        random.seed(self.cfg.train.seed)
+        random.seed(self.cfg.train.seed + self.restart)
+        self.model.seed = self.cfg.train.seed + self.restart  # k-means of new bones
         for si in range(self.stage_index, len(self.stages)):
             name, stage = self.stages[si]
             resuming = si == self.stage_index and self.stage_step > 0
             self.stage_index = si
+            if si == self.restart_stage and not resuming and self.branch is None:
+                self.branch = self._snapshot()
             t0 = time.perf_counter()
             result = StageResult(name, 0.0)
             self._prepare_crops(stage)
@@ -427,12 +470,14 @@ class Fitter:
                 if result.iou_before_change is not None:
                     self.writer.add_scalar("stage/iou_before_change", result.iou_before_change, si)
                     self.writer.add_scalar("stage/iou_after_change", result.iou_after_change, si)
+            desc = f"stage {si + 1}/{len(self.stages)} {name}"
+            if self.restart_stage is not None and si >= self.restart_stage:
+                desc += f" (restart {self.restart + 1}/{self.restarts})"
             with tqdm(total=hyp_steps + iters, initial=self.stage_step if resuming else 0,
-                      desc=f"stage {si + 1}/{len(self.stages)} {name}", unit="step",
-                      disable=not self.cfg.train.progress) as bar:
+                      desc=desc, unit="step", disable=not self.cfg.train.progress) as bar:
                 if hyp_steps:
                     result.hypothesis_losses = self._hypotheses(stage, name, gen, bar)
-                    bar.set_description(f"stage {si + 1}/{len(self.stages)} {name}")
+                    bar.set_description(desc)
                 if not resuming or self.optimizer is None:
                     self.optimizer = self._optimizer(stage)
                 remaining = iters - self.stage_step
@@ -447,10 +492,10 @@ class Fitter:
             result.seconds = time.perf_counter() - t0
             self.results.append(result)
             self.stage_index, self.stage_step = si + 1, 0
-            self.save_checkpoint(f"stage{si:02d}_{name}.pt")
+            tag = f"_r{self.restart}" if self.restart_stage is not None and si >= self.restart_stage else ""
+            self.save_checkpoint(f"stage{si:02d}_{name}{tag}.pt")
             if on_stage_end:
                 on_stage_end(self, result)
-        return self.results
 
     # ------------------------------------------------------------------ logging
     def _log_step(self, stage, name: str, rec: dict) -> None:
@@ -482,7 +527,32 @@ class Fitter:
             "stage_names": [n for n, _ in self.stages],
             "results": [r.__dict__ for r in self.results],
             "mirror": self._mirror,
+            "restart": self.restart,
+            "branch": self.branch,
+            "best": self.best,
         }
+
+    def _snapshot(self) -> dict:
+        """The fit's state without the optimizer's (a restart starts a fresh optimizer)."""
+        state = copy.deepcopy({k: v for k, v in self.state().items() if k not in ("optimizer", "branch", "best")})
+        state["optimizer"] = None
+        return state
+
+    def _restore(self, state: dict) -> None:
+        """Load a :meth:`state` or :meth:`_snapshot` into the model and the stage position
+        (the global step and the restart bookkeeping stay)."""
+        sd = state["model"]
+        m = self.model
+        if sd["rest_verts"].shape != m.rest_verts.shape or sd["faces"].shape != m.faces.shape:
+            m.set_rest_shape(sd["rest_verts"], sd["faces"], sd["colors"])
+        if state["structure"]["num_bones"] != m.num_bones:
+            m.set_num_bones(state["structure"]["num_bones"])
+        m.load_state_dict(sd)
+        self.stage_index = state["stage_index"]
+        self.stage_step = state["stage_step"]
+        self.results = [StageResult(**r) for r in state["results"]]
+        self._mirror = state["mirror"]
+        self.optimizer = None
 
     def save_checkpoint(self, filename: str) -> Path:
         self.ckpt_dir.mkdir(parents=True, exist_ok=True)
@@ -504,18 +574,11 @@ class Fitter:
         if state["stage_names"] != names:
             raise LasrError(f"{path} was written by a schedule with stages {state['stage_names']}, "
                             f"not {names}: resume with the same stages=... as the interrupted run")
-        sd = state["model"]
-        m = self.model
-        if sd["rest_verts"].shape != m.rest_verts.shape or sd["faces"].shape != m.faces.shape:
-            m.set_rest_shape(sd["rest_verts"], sd["faces"], sd["colors"])
-        if state["structure"]["num_bones"] != m.num_bones:
-            m.set_num_bones(state["structure"]["num_bones"])
-        m.load_state_dict(sd)
-        self.stage_index = state["stage_index"]
-        self.stage_step = state["stage_step"]
+        self._restore(state)
         self.global_step = state["global_step"]
-        self.results = [StageResult(**r) for r in state["results"]]
-        self._mirror = state["mirror"]
+        self.restart = state.get("restart", 0)
+        self.branch = state.get("branch")
+        self.best = state.get("best")
         self.last_good_checkpoint = path
         if self.stage_index < len(self.stages) and self.stage_step > 0:
             stage = self.stages[self.stage_index][1]

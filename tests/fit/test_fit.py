@@ -156,3 +156,80 @@ def test_stage_change_does_not_undo_the_fit(compose_cfg, tmp_path):
     before, after = fitter._change_structure(stages["bones36"])  # 36 bones and remesh to 2880 faces
     assert fitter.model.num_bones == 36 and abs(fitter.model.faces.shape[0] - 2880) < 150
     assert abs(before - after) <= 0.02, (before, after)
+
+
+def test_restarts_keep_the_best_run(compose_cfg, tmp_path):
+    """The schedule from the restart stage on runs `restarts` times, each from the state at
+    that stage's start with its own seed; the run with the best mask IoU is the result."""
+    data, *_ = ellipsoid_scene(T=4, size=48)
+    cfg = compose_cfg("stages=fast", "train.max_steps_per_stage=3", "train.progress=false",
+                      "stages.rigid.hypotheses=1", "stages.articulate.restarts=3")
+    fitter = Fitter(cfg, data, tmp_path, torch.device("cpu"))
+    ends = []
+
+    def on_stage_end(f, res):
+        if res.name == "rigid":
+            ends.append(("rigid", {k: v.clone() for k, v in f.model.state_dict().items()}))
+        if res.name == "refine":
+            ends.append((float(f.full_frame_iou().mean()), {k: v.clone() for k, v in f.model.state_dict().items()}))
+
+    results = fitter.fit(on_stage_end=on_stage_end)
+    assert [r.name for r in results] == ["rigid", "articulate", "refine"]
+    assert fitter.global_step == 3 + 3 * (3 + 3)
+    assert ends[0][0] == "rigid" and len(ends) == 4  # rigid once, then three restarts
+    runs = ends[1:]
+    # each restart differs (its own seed) ...
+    assert not torch.equal(runs[0][1]["bone_rot"], runs[1][1]["bone_rot"])
+    assert not torch.equal(runs[1][1]["rest_verts"], runs[2][1]["rest_verts"])
+    # ... and the kept one is the best
+    best = max(range(3), key=lambda r: runs[r][0])
+    for k, v in fitter.model.state_dict().items():
+        assert torch.equal(v, runs[best][1][k]), k
+    assert abs(float(fitter.full_frame_iou().mean()) - runs[best][0]) < 1e-6
+    # the finished run resumes as finished
+    again = Fitter(cfg, data, tmp_path, torch.device("cpu"))
+    again.load_checkpoint(tmp_path / "ckpt" / "last.pt")
+    again.fit()
+    assert again.global_step == fitter.global_step
+    for k, v in again.model.state_dict().items():
+        assert torch.equal(v, runs[best][1][k]), k
+
+
+def test_resume_inside_a_restart(compose_cfg, tmp_path):
+    data, *_ = ellipsoid_scene(T=4, size=48)
+    cfg = compose_cfg("stages=fast", "train.max_steps_per_stage=3", "train.checkpoint_every=1",
+                      "train.progress=false", "stages.rigid.hypotheses=1", "stages.articulate.restarts=2")
+
+    class Stop(Exception):
+        pass
+
+    first = Fitter(cfg, data, tmp_path, torch.device("cpu"))
+    real_log = first._log_step
+
+    def interrupt(stage, name, rec):
+        real_log(stage, name, rec)
+        if first.global_step == 3 + 6 + 2:  # second restart, articulate step 2
+            raise Stop
+
+    first._log_step = interrupt
+    with pytest.raises(Stop):
+        first.fit()
+    assert first.restart == 1 and first.best is not None
+    second = Fitter(cfg, data, tmp_path, torch.device("cpu"))
+    second.load_checkpoint(tmp_path / "ckpt" / "last.pt")
+    assert (second.restart, second.stage_index, second.stage_step, second.global_step) == (1, 1, 2, 11)
+    assert second.best[0] == first.best[0]
+    results = second.fit()
+    assert [r.name for r in results] == ["rigid", "articulate", "refine"]
+    assert second.global_step == 3 + 2 * 6
+    assert abs(float(second.full_frame_iou().mean()) - second.best[0]) < 1e-6
+    assert second.best[0] >= first.best[0]
+
+
+def test_restarts_validation(compose_cfg, tmp_path):
+    data, *_ = ellipsoid_scene(T=4, size=48)
+    for bad, match in ((["stages.articulate.restarts=2", "stages.refine.restarts=2"], "only one stage"),
+                       (["stages.refine.restarts=0"], "restarts must be >= 1")):
+        cfg = compose_cfg("stages=fast", "train.progress=false", *bad)
+        with pytest.raises(LasrError, match=match):
+            Fitter(cfg, data, tmp_path, torch.device("cpu"))
