@@ -139,6 +139,7 @@ class LossWeights:
     """Weight of each loss term (0 switches a term off). See :mod:`lasr.losses`."""
 
     silhouette: float = 1.0
+    soft_iou: float = 0.0  # 1 - soft IoU per frame (SoftRas); favours covering the mask over not spilling
     flow: float = 0.5
     color: float = 0.0
     laplacian: float = 0.5

@@ -13,6 +13,7 @@ from torch import Tensor
 
 __all__ = [
     "silhouette_loss",
+    "soft_iou_loss",
     "flow_loss",
     "color_loss",
     "deformation_loss",
@@ -29,6 +30,19 @@ def silhouette_loss(pred: Tensor, obs: Tensor, valid: Tensor) -> Tensor:
     """Mean squared error between (B,H,W) silhouettes where ``valid`` (B,H,W) > 0."""
     w = valid
     return ((pred - obs).square() * w).sum() / w.sum().clamp_min(1.0)
+
+
+def soft_iou_loss(pred: Tensor, obs: Tensor, valid: Tensor) -> Tensor:
+    """``1 - soft IoU`` per image, averaged (SoftRas' silhouette loss): ``I = Σ p m``,
+    ``U = Σ (p + m - p m)`` over the ``valid`` pixels of (B,H,W) silhouettes.
+
+    Unlike the squared error, an observed pixel the render misses costs more than a
+    rendered pixel the mask lacks (``(1 + IoU) / U`` against ``IoU / U``), and every
+    frame counts the same whatever its object's size."""
+    p, m = pred * valid, obs * valid
+    inter = (p * m).flatten(1).sum(1)
+    union = (p + m - p * m).flatten(1).sum(1)
+    return (1 - inter / union.clamp_min(1e-6)).mean()
 
 
 def flow_loss(pred: Tensor, obs: Tensor, weight: Tensor, res: int) -> Tensor:

@@ -238,6 +238,8 @@ class Fitter:
         c = self.crops
         mask, valid = c.mask[ids], c.inside[ids]
         terms = {"silhouette": L.silhouette_loss(out.silhouette, mask, valid)}
+        if w.soft_iou != 0:
+            terms["soft_iou"] = L.soft_iou_loss(out.silhouette, mask, valid)
         diag = {"iou": L.mask_iou(out.silhouette, mask, valid).mean()}
         if need_flow:
             flow_obs, conf = c.flow(ids, direction)

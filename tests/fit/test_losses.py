@@ -45,3 +45,23 @@ def test_coverage_is_zero_when_covered_and_pushes_outside_vertices_in():
     assert loss.item() > 0
     loss.backward()
     assert out.grad[0, 1, 0] > 0 and out.grad[0, 0].abs().sum() == 0  # only the outside one moves, leftwards
+
+
+def test_soft_iou_loss_on_hard_masks_and_its_gradient():
+    g = torch.Generator().manual_seed(0)
+    pred = (torch.rand(3, 16, 20, generator=g) > 0.5).float()
+    obs = (torch.rand(3, 16, 20, generator=g) > 0.4).float()
+    valid = torch.ones(3, 16, 20)
+    valid[2, :, :5] = 0
+    expect = 1 - L.mask_iou(pred, obs, valid).mean()
+    assert torch.allclose(L.soft_iou_loss(pred, obs, valid), expect, atol=1e-6)
+    assert float(L.soft_iou_loss(obs, obs, valid)) == 0.0
+    # a missed observed pixel costs more than a rendered pixel the mask lacks
+    p = torch.full((1, 4, 4), 0.5, requires_grad=True)
+    m = torch.zeros(1, 4, 4)
+    m[0, :2] = 1
+    L.soft_iou_loss(p, m, torch.ones(1, 4, 4)).backward()
+    assert (p.grad[0, :2] < 0).all() and (p.grad[0, 2:] > 0).all()
+    assert p.grad[0, :2].abs().min() > p.grad[0, 2:].abs().max()
+    torch.autograd.gradcheck(lambda x: L.soft_iou_loss(x, m.double(), torch.ones(1, 4, 4, dtype=torch.double)),
+                             (torch.rand(1, 4, 4, dtype=torch.double, generator=g).requires_grad_(),))
