@@ -242,8 +242,6 @@ def rasterize_frames(tri, tz, live, box, image_size, K, r2, near, rank, outputs)
     ``rank`` is ``(a, b, mode)`` from :func:`lasr.render.raster.ranking_weights`.
     """
     a, b, mode = rank
-    if b == 0.0:
-        mode = "depth"
     H, W = image_size
     live = np.ascontiguousarray(live)
     box = np.ascontiguousarray(box)

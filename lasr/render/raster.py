@@ -309,11 +309,13 @@ def ranking_weights(settings: RasterSettings) -> tuple[float, float, str]:
 
     ``z`` is the ranking depth (:attr:`Fragments.zbuf`), ``d^2`` the squared
     screen distance.  With ``sigma == 0`` only faces containing the pixel are
-    candidates and all modes reduce to ``"depth"``.
+    candidates and all modes reduce to ``"depth"``, the mode returned then
+    (with ``b = 0``).
     """
     a = 1.0 / ((settings.far - settings.near) * settings.gamma)
-    b = 1.0 / settings.sigma if settings.sigma > 0 else 0.0
-    return a, b, settings.rank
+    if settings.sigma == 0:
+        return a, 0.0, "depth"
+    return a, 1.0 / settings.sigma, settings.rank
 
 
 def _nonzero(mask: Tensor) -> Tensor:
@@ -415,7 +417,7 @@ def _ranking_score(sd: Tensor, zr: Tensor, lp: Tensor, npix: int, rank: tuple[fl
     candidates with signed squared distance ``sd`` (negative inside), ranking
     depth ``zr`` at band-local pixel ``lp``."""
     a, b, mode = rank
-    if mode == "depth" or b == 0.0:
+    if mode == "depth":
         return zr
     if mode == "coverage":
         return (sd * b).add_(zr, alpha=a * 1e-6)  # depth only breaks ties
@@ -434,8 +436,10 @@ def _ranking_score(sd: Tensor, zr: Tensor, lp: Tensor, npix: int, rank: tuple[fl
 def use_compiled(settings: RasterSettings, device: torch.device) -> bool:
     """Whether :func:`rasterize` takes the compiled CPU path (``settings.backend``:
     ``"auto"`` takes it on CPU when Numba is installed)."""
-    if settings.backend == "torch" or device.type != "cpu":
-        if settings.backend == "numba" and device.type != "cpu":
+    if settings.backend == "torch":
+        return False
+    if device.type != "cpu":
+        if settings.backend == "numba":
             raise ValueError(f"backend='numba' runs on CPU only, the vertices are on {device}; use backend='auto'")
         return False
     if not _raster_cpu.available():

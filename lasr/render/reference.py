@@ -147,7 +147,7 @@ def dense_render(
     signed = torch.where(inside, -d2d, d2d)  # -s d^2
     w_score = ra * z_rank + rb * signed.clamp_min(0)
     c_score = rb * signed + 1e-6 * ra * z_rank  # depth breaks ties
-    if mode == "depth" or rb == 0.0:
+    if mode == "depth":
         score = z_rank
     elif mode == "coverage":
         score = c_score
