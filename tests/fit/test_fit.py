@@ -97,25 +97,32 @@ def test_output_meshes_project_with_output_cameras(compose_cfg, tmp_path):
         np.testing.assert_allclose(uv, ref_uv, atol=1e-3)
 
 
+def _interrupted_fit(cfg, data, run_dir, at_step: int) -> Fitter:
+    """A fit stopped by an exception right after global step ``at_step`` (as Ctrl-C would)."""
+
+    class Stop(Exception):
+        pass
+
+    fitter = Fitter(cfg, data, run_dir, torch.device("cpu"))
+    real_log = fitter._log_step
+
+    def interrupt(stage, name, rec):
+        real_log(stage, name, rec)
+        if fitter.global_step == at_step:
+            raise Stop
+
+    fitter._log_step = interrupt
+    with pytest.raises(Stop):
+        fitter.fit()
+    return fitter
+
+
 def test_resume_continues_where_it_stopped(compose_cfg, tmp_path):
     data, *_ = ellipsoid_scene(T=4, size=48)
     cfg = compose_cfg("stages=fast", "train.max_steps_per_stage=4", "train.checkpoint_every=1",
                       "train.progress=false", "stages.rigid.hypotheses=1", "stages.articulate.restarts=1")
 
-    class Stop(Exception):
-        pass
-
-    first = Fitter(cfg, data, tmp_path, torch.device("cpu"))
-    real_log = first._log_step
-
-    def interrupt(stage, name, rec):
-        real_log(stage, name, rec)
-        if first.global_step == 6:  # stage 2, step 2
-            raise Stop
-
-    first._log_step = interrupt
-    with pytest.raises(Stop):
-        first.fit()
+    first = _interrupted_fit(cfg, data, tmp_path, at_step=6)  # stage 2, step 2
     snapshot = {k: v.clone() for k, v in first.model.state_dict().items()}
 
     second = Fitter(cfg, data, tmp_path, torch.device("cpu"))
@@ -204,20 +211,7 @@ def test_resume_inside_a_restart(compose_cfg, tmp_path):
     cfg = compose_cfg("stages=fast", "train.max_steps_per_stage=3", "train.checkpoint_every=1",
                       "train.progress=false", "stages.rigid.hypotheses=1", "stages.articulate.restarts=2")
 
-    class Stop(Exception):
-        pass
-
-    first = Fitter(cfg, data, tmp_path, torch.device("cpu"))
-    real_log = first._log_step
-
-    def interrupt(stage, name, rec):
-        real_log(stage, name, rec)
-        if first.global_step == 3 + 6 + 2:  # second restart, articulate step 2
-            raise Stop
-
-    first._log_step = interrupt
-    with pytest.raises(Stop):
-        first.fit()
+    first = _interrupted_fit(cfg, data, tmp_path, at_step=3 + 6 + 2)  # second restart, articulate step 2
     assert first.restart == 1 and first.best is not None
     second = Fitter(cfg, data, tmp_path, torch.device("cpu"))
     second.load_checkpoint(tmp_path / "ckpt" / "last.pt")
