@@ -405,8 +405,8 @@ class Fitter:
                 self.model.root_rot.copy_(self.model._matrix_to_rot(R.expand(self.data.num_frames, 3, 3)))
             self.optimizer = self._optimizer(stage)
             bar.set_description(f"{name} hypothesis {h + 1}/{len(rotations)}")
-            last = self._run_steps(stage, name, steps, gen, bar)
-            score = last.get("silhouette", math.inf) + float(stage.weights.flow) * last.get("flow", 0.0)
+            self._run_steps(stage, name, steps, gen, bar)
+            score = self.objective(stage)
             scores.append(score)
             if self.writer:
                 self.writer.add_scalar(f"hypotheses/{name}", score, h)
@@ -416,6 +416,21 @@ class Fitter:
         log.info("stage %s: hypothesis losses %s -> kept #%d", name, [round(s, 4) for s in scores],
                  int(np.argmin(scores)) + 1)
         return scores
+
+    @torch.no_grad()
+    def objective(self, stage) -> float:
+        """The stage's weighted loss over every frame (each with the next one, the last
+        with the one before), in chunks of the batch size: a deterministic score that
+        compares hypotheses, where the loss of the last random batches would mostly
+        compare the batches."""
+        T = self.data.num_frames
+        ids = torch.arange(T, device=self.device)
+        direction = torch.where(ids == T - 1, -1, 1) if T > 1 else torch.zeros_like(ids)
+        total, step = 0.0, max(1, stage.batch_size)
+        for s in range(0, T, step):
+            terms, _ = self.losses(stage, ids[s : s + step], direction[s : s + step])
+            total += float(L.total_loss(terms, stage.weights)) * len(ids[s : s + step])
+        return total / T
 
     def _cap(self, n: int) -> int:
         cap = self.cfg.train.max_steps_per_stage

@@ -36,6 +36,36 @@ def test_synthetic_scene_is_recovered(compose_cfg, tmp_path):
     assert before < 0.8 and iou.mean() >= 0.9 and iou.min() >= 0.85, (before, iou)
 
 
+def test_hypotheses_keep_the_lowest_all_frame_objective(compose_cfg, tmp_path):
+    """Hypotheses are compared by the stage's loss over every frame (deterministic), and
+    the one kept is the one with the lowest."""
+    data, *_ = ellipsoid_scene(T=6, size=48)
+    cfg = compose_cfg("stages=rigid", "stages.rigid.iters=0", "stages.rigid.hypotheses=4",
+                      "stages.rigid.hypothesis_iters=3", "stages.rigid.batch_size=4", "stages.refine.iters=2",
+                      "train.progress=false")
+    fitter = Fitter(cfg, data, tmp_path, torch.device("cpu"))
+    stage = cfg.stages["rigid"]
+    seen = {}
+
+    def by_hand(f):  # frames 0-3 then 4-5, each paired with the next, the last with the one before
+        with torch.no_grad():
+            a = f.losses(stage, torch.arange(4), torch.ones(4, dtype=torch.long))[0]
+            b = f.losses(stage, torch.tensor([4, 5]), torch.tensor([1, -1]))[0]
+        return (4 * float(L.total_loss(a, stage.weights)) + 2 * float(L.total_loss(b, stage.weights))) / 6
+
+    def rigid_end(f, result):
+        if result.name == "rigid":
+            seen.update(scores=result.hypothesis_losses, kept=f.objective(stage), again=f.objective(stage),
+                        by_hand=by_hand(f))
+
+    fitter.fit(on_stage_end=rigid_end)
+    scores, kept = seen["scores"], seen["kept"]
+    assert len(scores) == 4 and len(set(scores)) == 4
+    assert kept == seen["again"]  # no randomness in the score
+    assert kept == pytest.approx(min(scores), rel=1e-6)
+    assert kept == pytest.approx(seen["by_hand"], rel=1e-6)
+
+
 @pytest.mark.parametrize("schedule", SCHEDULES)
 def test_every_schedule_runs_end_to_end(schedule, compose_cfg, tmp_path):
     assert {"lasr", "fast", "rigid"} <= set(SCHEDULES)
