@@ -143,6 +143,7 @@ class LossWeights:
     flow: float = 0.5
     color: float = 0.0
     laplacian: float = 0.5
+    normal: float = 0.0  # normal consistency of the rest shape (1 - cos between neighbouring faces): against spikes
     symmetry: float = 0.0
     deformation: float = 0.02
     edge: float = 0.1

@@ -28,7 +28,7 @@ from tqdm import tqdm
 from . import losses as L
 from .data import Crops, VideoData, crop_intrinsics, make_crops
 from .errors import LasrError
-from .geometry.mesh import edges_unique, icosphere, laplacian_smoothing
+from .geometry.mesh import edges_unique, face_pairs, icosphere, laplacian_smoothing, normal_consistency
 from .geometry.remesh import remesh, split_longest_edges, transfer_vertex_attributes
 from .geometry.rotations import axis_angle_to_matrix
 from .geometry.symmetry import mirror_index, symmetry_loss
@@ -251,6 +251,8 @@ class Fitter:
             terms["color"] = L.color_loss(out.attributes, c.rgb[ids], mask * out.mask)
         if w.laplacian != 0:
             terms["laplacian"] = laplacian_smoothing(m.rest_verts, m.faces)
+        if w.normal != 0:
+            terms["normal"] = normal_consistency(m.rest_verts, m.faces, self._pairs)
         if w.symmetry != 0 and stage.symmetric and self._mirror is not None:
             terms["symmetry"] = symmetry_loss(m.rest_verts, self._mirror)
         if stage.num_bones > 0:
@@ -389,7 +391,7 @@ class Fitter:
             # new bones: fit them (centres, orientations, precisions) and their motion to the
             # old deformation; same bones on a new mesh: re-solve the motion only
             m.distill_deformation(target, steps=self.cfg.train.distill_steps if bones_needed else 0)
-        self._edges = edges_unique(m.faces)
+        self._set_topology()
         after = float(self.full_frame_iou().mean())
         return before, after
 
@@ -416,6 +418,11 @@ class Fitter:
         log.info("stage %s: hypothesis losses %s -> kept #%d", name, [round(s, 4) for s in scores],
                  int(np.argmin(scores)) + 1)
         return scores
+
+    def _set_topology(self) -> None:
+        """Connectivity the losses need, for the model's current faces."""
+        self._edges = edges_unique(self.model.faces)
+        self._pairs = face_pairs(self.model.faces)
 
     @torch.no_grad()
     def objective(self, stage) -> float:
@@ -477,7 +484,7 @@ class Fitter:
                 if result.iou_before_change is not None:
                     log.info("stage %s: mask IoU %.4f before the change, %.4f after", name,
                              result.iou_before_change, result.iou_after_change)
-            self._edges = edges_unique(self.model.faces)
+            self._set_topology()
             iters = self._cap(stage.iters)
             hyp_steps = self._cap(stage.hypothesis_iters) * stage.hypotheses if stage.hypotheses > 1 and not resuming else 0
             if self.writer:

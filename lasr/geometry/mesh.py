@@ -32,6 +32,8 @@ __all__ = [
     "cotangent_weights",
     "cotangent_laplacian",
     "laplacian_smoothing",
+    "face_pairs",
+    "normal_consistency",
     "manifold_report",
     "is_closed_manifold",
     "euler_characteristic",
@@ -258,6 +260,34 @@ def laplacian_smoothing(verts: torch.Tensor, faces: torch.Tensor, method: str = 
         raise ValueError(f"unknown Laplacian method {method!r}")
     # sqrt with a tiny epsilon keeps the gradient finite when L x_i == 0
     return torch.sqrt((lap * lap).sum(-1) + 1e-20).mean()
+
+
+def face_pairs(faces: torch.Tensor) -> torch.Tensor:
+    """``(P, 2)`` long: the two faces on each side of every edge that has exactly two
+    (all edges of a closed manifold; boundary and non-manifold edges are left out)."""
+    F = faces.shape[0]
+    e = torch.cat([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]], dim=0).sort(dim=1).values
+    fid = torch.arange(F, device=faces.device).repeat(3)
+    _, inverse, counts = torch.unique(e, dim=0, return_inverse=True, return_counts=True)
+    order = torch.argsort(inverse, stable=True)  # occurrences of each edge, contiguous
+    start = torch.cumsum(counts, 0) - counts
+    two = start[counts == 2]
+    return torch.stack([fid[order[two]], fid[order[two + 1]]], dim=1)
+
+
+def normal_consistency(verts: torch.Tensor, faces: torch.Tensor, pairs: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean over edges (and batch) of ``1 - cos`` of the angle between the normals of the
+    two faces that share the edge (PyTorch3D's ``mesh_normal_consistency``): 0 on a
+    plane, 2 on a fold. Unlike the Laplacian, it does not depend on the mesh's scale and
+    charges the sharp creases of a spike whatever its length.
+
+    Args:
+        verts: ``(..., V, 3)``; faces ``(F, 3)`` consistently oriented.
+        pairs: ``face_pairs(faces)``, when already at hand.
+    """
+    pairs = face_pairs(faces) if pairs is None else pairs
+    n = face_normals(verts, faces)
+    return (1 - (n[..., pairs[:, 0], :] * n[..., pairs[:, 1], :]).sum(-1)).mean()
 
 
 # ----------------------------------------------------------------------------

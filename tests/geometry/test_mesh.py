@@ -8,11 +8,13 @@ from lasr.geometry.mesh import (
     euler_characteristic,
     face_areas,
     face_normals,
+    face_pairs,
     icosphere,
     is_closed_manifold,
     laplacian_smoothing,
     load_obj,
     manifold_report,
+    normal_consistency,
     remove_unreferenced_vertices,
     save_obj,
     signed_volume,
@@ -124,6 +126,49 @@ def test_laplacian_smoothing_gradients_and_batching():
         with torch.no_grad():
             xs -= 0.01 * len(v) * xs.grad  # the loss is a mean over vertices
     assert laplacian_smoothing(xs, f).item() < 0.7 * before
+
+
+def _normal_consistency_by_hand(v, f):
+    """Dict of edge -> faces, then 1 - cos per edge with two faces, one at a time."""
+    v, f = v.tolist(), f.tolist()
+    by_edge = {}
+    for i, face in enumerate(f):
+        for a, b in ((0, 1), (1, 2), (2, 0)):
+            by_edge.setdefault(tuple(sorted((face[a], face[b]))), []).append(i)
+
+    def normal(face):
+        p0, p1, p2 = (np.array(v[k]) for k in face)
+        n = np.cross(p1 - p0, p2 - p0)
+        return n / np.linalg.norm(n)
+
+    costs = [1 - normal(f[fs[0]]) @ normal(f[fs[1]]) for fs in by_edge.values() if len(fs) == 2]
+    return float(np.mean(costs)), len(costs)
+
+
+def test_normal_consistency_against_a_loop_oracle_and_gradcheck():
+    v, f = icosphere(2, dtype=torch.float64)
+    rough = v + 0.05 * torch.randn(v.shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    want, n_edges = _normal_consistency_by_hand(rough, f)
+    assert face_pairs(f).shape == (n_edges, 2) == (480, 2)  # every edge of a closed mesh, once
+    assert normal_consistency(rough, f).item() == pytest.approx(want, rel=1e-12)
+    # an open mesh: the boundary edges (one face) are left out
+    open_f = f[1:]
+    want_open, n_open = _normal_consistency_by_hand(rough, open_f)
+    assert face_pairs(open_f).shape[0] == n_open == 477
+    assert normal_consistency(rough, open_f).item() == pytest.approx(want_open, rel=1e-12)
+    # scale-free, batched as a mean, and a spike costs more than a smooth bump
+    assert normal_consistency(3 * rough, f).item() == pytest.approx(want, rel=1e-12)
+    batch = torch.stack([v, rough])
+    assert normal_consistency(batch, f).item() == pytest.approx(0.5 * (normal_consistency(v, f) + want).item())
+    spike, bump = v.clone(), v.clone()
+    spike[0] *= 1.6
+    near = (v @ v[0]) > 0.8  # vertex 0 and its neighbourhood, pushed out together
+    bump[near] *= 1.1
+    assert normal_consistency(spike, f) > normal_consistency(bump, f) > normal_consistency(v, f)
+    v0, f0 = icosphere(0, dtype=torch.float64)  # gradcheck on a rough level-0 sphere
+    x = (v0 + 0.1 * torch.randn(12, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(2)))
+    x.requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda y: normal_consistency(y, f0), (x,))
 
 
 def test_manifold_checker_detects_defects():
