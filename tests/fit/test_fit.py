@@ -66,6 +66,32 @@ def test_hypotheses_keep_the_lowest_all_frame_objective(compose_cfg, tmp_path):
     assert kept == pytest.approx(seen["by_hand"], rel=1e-6)
 
 
+def test_every_loss_weight_has_its_term(compose_cfg, tmp_path):
+    """Each weight of LossWeights, set non-zero, adds the term of that name (and only then)."""
+    from dataclasses import fields
+
+    from lasr.config import LossWeights
+
+    data, *_ = ellipsoid_scene(T=4, size=48)
+    names = [f.name for f in fields(LossWeights)]
+    on = [f"stages.articulate.weights.{n}=1.0" for n in names]
+    cfg = compose_cfg("stages=fast", "stages.articulate.restarts=1", "stages.rigid.hypotheses=1",
+                      "stages.articulate.symmetric=true", "train.max_steps_per_stage=1", "train.progress=false", *on)
+    fitter = Fitter(cfg, data, tmp_path, torch.device("cpu"))
+    seen = {}
+
+    def articulate_end(f, result):
+        if result.name == "articulate":
+            stage = cfg.stages["articulate"]
+            seen["all"] = set(f.losses(stage, torch.tensor([0, 1]), torch.tensor([1, 1]))[0])
+            stage.weights.normal = 0.0
+            seen["no_normal"] = set(f.losses(stage, torch.tensor([0, 1]), torch.tensor([1, 1]))[0])
+
+    fitter.fit(on_stage_end=articulate_end)
+    assert seen["all"] == set(names)
+    assert seen["no_normal"] == set(names) - {"normal"}
+
+
 @pytest.mark.parametrize("schedule", SCHEDULES)
 def test_every_schedule_runs_end_to_end(schedule, compose_cfg, tmp_path):
     assert {"lasr", "fast", "rigid"} <= set(SCHEDULES)
