@@ -217,9 +217,13 @@ class Fitter:
     def _sample(self, batch_size: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         T = self.data.num_frames
         ids = torch.randperm(T, generator=gen)[: min(batch_size, T)]
-        direction = torch.where(torch.rand(len(ids), generator=gen) < 0.5, -1, 1)
-        direction = torch.where(ids == 0, 1, torch.where(ids == T - 1, -1, direction))
+        direction = self._pair_direction(ids, torch.where(torch.rand(len(ids), generator=gen) < 0.5, -1, 1))
         return ids.to(self.device), direction.to(self.device)
+
+    def _pair_direction(self, ids: torch.Tensor, preferred: torch.Tensor) -> torch.Tensor:
+        """The frame each of ``ids`` is paired with, as ``±1``: ``preferred``, except
+        forwards from the first frame and backwards from the last."""
+        return torch.where(ids == 0, 1, torch.where(ids == self.data.num_frames - 1, -1, preferred))
 
     def losses(self, stage, ids: torch.Tensor, direction: torch.Tensor) -> tuple[dict, dict]:
         """Loss terms (dict name -> scalar) and diagnostics for a batch of frames."""
@@ -432,11 +436,11 @@ class Fitter:
         compare the batches."""
         T = self.data.num_frames
         ids = torch.arange(T, device=self.device)
-        direction = torch.where(ids == T - 1, -1, 1) if T > 1 else torch.zeros_like(ids)
-        total, step = 0.0, max(1, stage.batch_size)
-        for s in range(0, T, step):
-            terms, _ = self.losses(stage, ids[s : s + step], direction[s : s + step])
-            total += float(L.total_loss(terms, stage.weights)) * len(ids[s : s + step])
+        direction = self._pair_direction(ids, torch.ones_like(ids))
+        total = 0.0
+        for chunk, chunk_dir in zip(ids.split(max(1, stage.batch_size)), direction.split(max(1, stage.batch_size))):
+            terms, _ = self.losses(stage, chunk, chunk_dir)
+            total += float(L.total_loss(terms, stage.weights)) * len(chunk)
         return total / T
 
     def _cap(self, n: int) -> int:

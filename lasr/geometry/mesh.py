@@ -103,9 +103,13 @@ def edges_unique(faces: torch.Tensor) -> torch.Tensor:
     Returns:
         ``(E, 2)`` long, each row sorted ``(i < j)``, rows sorted lexicographically.
     """
-    e = torch.cat([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]], dim=0)
-    e, _ = e.sort(dim=1)
-    return torch.unique(e, dim=0)
+    return torch.unique(_face_edges(faces), dim=0)
+
+
+def _face_edges(faces: torch.Tensor) -> torch.Tensor:
+    """``(3F, 2)``: the three edges of every face, each row sorted ``(i < j)``; row
+    ``k F + f`` is edge ``k`` of face ``f``."""
+    return torch.cat([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]], dim=0).sort(dim=1).values
 
 
 def _face_cross(verts: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
@@ -265,10 +269,8 @@ def laplacian_smoothing(verts: torch.Tensor, faces: torch.Tensor, method: str = 
 def face_pairs(faces: torch.Tensor) -> torch.Tensor:
     """``(P, 2)`` long: the two faces on each side of every edge that has exactly two
     (all edges of a closed manifold; boundary and non-manifold edges are left out)."""
-    F = faces.shape[0]
-    e = torch.cat([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]], dim=0).sort(dim=1).values
-    fid = torch.arange(F, device=faces.device).repeat(3)
-    _, inverse, counts = torch.unique(e, dim=0, return_inverse=True, return_counts=True)
+    fid = torch.arange(faces.shape[0], device=faces.device).repeat(3)
+    _, inverse, counts = torch.unique(_face_edges(faces), dim=0, return_inverse=True, return_counts=True)
     order = torch.argsort(inverse, stable=True)  # occurrences of each edge, contiguous
     start = torch.cumsum(counts, 0) - counts
     two = start[counts == 2]
