@@ -167,10 +167,18 @@ class StageConfig:
     num_bones: int = 0  # 0: rigid (no articulation)
     num_faces: Optional[int] = None  # remesh to about this many faces at the start; None: keep
     hypotheses: int = 1  # root-rotation hypotheses tried at the start (LASR: 16)
-    # run the schedule from this stage on this many times, each from the state at the
-    # stage's start with its own seed, and keep the run whose full-frame mask IoU against
-    # the observed masks is highest (at most one stage of a schedule may set it)
+    # run the schedule from this stage through `restart_until` this many times, each from
+    # the state at the stage's start with its own seed, keep the run whose full-frame mask
+    # IoU against the observed masks is highest and go on from it (several stages may
+    # restart if the stages they repeat do not overlap)
     restarts: int = 1
+    restart_until: Optional[str] = None  # the last stage each restart runs; None: the schedule's last
+    # root turns tried (degrees about the camera's vertical axis, from the first frame to
+    # the last, at a constant rate): restart r of this stage starts its root rotations (each
+    # hypothesis) turning by turns[r % len(turns)]. The stage's loss cannot tell a turn (it
+    # needs a longer, more detailed shape) from a rounder shape that does not turn, so the
+    # turns are compared as restarts are, by the mask IoU.
+    turns: List[float] = field(default_factory=lambda: [0.0])
     hypothesis_iters: int = 50  # steps each hypothesis runs before the best is kept
     symmetric: bool = False  # use the symmetry loss (mirror about the rest shape's x = 0)
     train: List[str] = field(default_factory=lambda: list(ALL_GROUPS))

@@ -70,6 +70,15 @@ def hypothesis_rotations(n: int, dtype=torch.float32) -> torch.Tensor:
     return torch.stack(out)
 
 
+def turn_rotations(num_frames: int, degrees: float, dtype=torch.float32) -> torch.Tensor:
+    """(T,3,3) rotations about the camera's vertical axis, from 0 at the first frame to
+    ``degrees`` at the last at a constant rate: a turn hypothesis (``StageConfig.turns``)."""
+    frac = torch.arange(num_frames, dtype=torch.float64) / max(num_frames - 1, 1)
+    axis_angle = torch.zeros(num_frames, 3, dtype=torch.float64)
+    axis_angle[:, 1] = math.radians(degrees) * frac
+    return axis_angle_to_matrix(axis_angle).to(dtype)
+
+
 def full_intrinsics(focal: torch.Tensor, image_size: tuple[int, int]) -> torch.Tensor:
     """(N,4) full-frame intrinsics from (N,) focal lengths in units of the longer side;
     principal point at the image centre."""
@@ -129,25 +138,53 @@ class Fitter:
         self._mirror = mirror_index(self.model.rest_verts.detach().cpu()).to(device)
         self.crops: Optional[Crops] = None
         self.optimizer: Optional[torch.optim.Optimizer] = None
-        # restarts (StageConfig.restarts): the stage they start from, the state there,
-        # the current restart and the best finished one so far (IoU, state)
-        self.restart_stage, self.restarts = self._restart_stage()
+        # restarts (StageConfig.restarts): (first stage, last stage, count) of each run of
+        # stages that restarts, in order; the window now running (or next), its current
+        # restart, the state at its start and the best finished restart so far (IoU, state)
+        self.windows = self._restart_windows()
+        self.window = 0
+        self.kept: list[float] = []  # the mask IoU of the kept restart of each finished window
         self.restart = 0
         self.branch: Optional[dict] = None
         self.best: Optional[tuple[float, dict]] = None
 
     # ------------------------------------------------------------------ set-up
-    def _restart_stage(self) -> tuple[Optional[int], int]:
-        """(index of the stage that sets ``restarts`` > 1, its count), or (None, 1)."""
-        marked = [(i, int(st.restarts)) for i, (_, st) in enumerate(self.stages) if int(st.restarts) != 1]
-        for i, n in marked:
+    def _restart_windows(self) -> list[tuple[int, int, int]]:
+        """``(first, last, count)`` for each stage that sets ``restarts`` > 1: the stages it
+        repeats (through its ``restart_until``) and how often. Validates ``turns`` too."""
+        names = [n for n, _ in self.stages]
+        windows = []
+        for i, (name, st) in enumerate(self.stages):
+            n = int(st.restarts)
             if n < 1:
-                raise LasrError(f"stages.{self.stages[i][0]}.restarts must be >= 1, got {n}")
-        if len(marked) > 1:
-            names = ", ".join(self.stages[i][0] for i, _ in marked)
-            raise LasrError(f"only one stage may set restarts > 1 (the fit is repeated from there on); "
-                            f"set by: {names}")
-        return marked[0] if marked else (None, 1)
+                raise LasrError(f"stages.{name}.restarts must be >= 1, got {n}")
+            until = st.restart_until
+            if until is not None and (until not in names or names.index(until) < i):
+                raise LasrError(f"stages.{name}.restart_until={until!r} is not a stage at or after it; "
+                                f"stages: {', '.join(names)}")
+            if n > 1:
+                windows.append((i, len(names) - 1 if until is None else names.index(until), n))
+            n_turns = len(st.turns)
+            if n_turns == 0:
+                raise LasrError(f"stages.{name}.turns is empty: give at least one turn in degrees, e.g. [0]")
+            if n_turns > n:
+                raise LasrError(f"stages.{name}.turns has {n_turns} turns, each tried as one restart: "
+                                f"set stages.{name}.restarts to at least {n_turns}")
+        for (a, end, _), (b, _, _) in zip(windows, windows[1:]):
+            if b <= end:
+                raise LasrError(f"stages.{names[a]}.restarts repeats the stages through {names[end]}, which "
+                                f"overlaps the restarts of stages.{names[b]}: set stages.{names[a]}.restart_until "
+                                f"to a stage before {names[b]}")
+        return windows
+
+    def _in_restarts(self, si: int) -> bool:
+        """Whether stage ``si`` belongs to the restart window now running."""
+        return self.window < len(self.windows) and self.windows[self.window][0] <= si <= self.windows[self.window][1]
+
+    def _turn(self, si: int, stage) -> float:
+        """The root turn (degrees over the clip) stage ``si`` starts from in this restart."""
+        r = self.restart if self._in_restarts(si) and self.windows[self.window][0] == si else 0
+        return float(stage.turns[r % len(stage.turns)])
 
     def _init_model(self) -> ArticulatedModel:
         m = self.cfg.model
@@ -399,16 +436,18 @@ class Fitter:
         after = float(self.full_frame_iou().mean())
         return before, after
 
-    def _hypotheses(self, stage, name: str, gen: torch.Generator, bar: tqdm) -> list[float]:
-        """Try ``stage.hypotheses`` root rotations; keep the best state in place."""
+    def _hypotheses(self, stage, name: str, gen: torch.Generator, bar: tqdm, turn: float = 0.0) -> list[float]:
+        """Try ``stage.hypotheses`` root rotations, each turning by ``turn`` degrees over
+        the clip; keep the best state in place."""
         start = copy.deepcopy(self.model.state_dict())
         rotations = hypothesis_rotations(stage.hypotheses).to(self.device)
+        turning = turn_rotations(self.data.num_frames, turn).to(self.device)  # (T,3,3)
         steps = self._cap(stage.hypothesis_iters)
         best, best_state, scores = math.inf, None, []
         for h, R in enumerate(rotations):
             self.model.load_state_dict(start)
             with torch.no_grad():
-                self.model.root_rot.copy_(self.model._matrix_to_rot(R.expand(self.data.num_frames, 3, 3)))
+                self.model.root_rot.copy_(self.model._matrix_to_rot(turning @ R))
             self.optimizer = self._optimizer(stage)
             bar.set_description(f"{name} hypothesis {h + 1}/{len(rotations)}")
             self._run_steps(stage, name, steps, gen, bar)
@@ -448,37 +487,46 @@ class Fitter:
         return n if cap is None else min(n, cap)
 
     def fit(self, on_stage_end: Optional[Callable[["Fitter", StageResult], None]] = None) -> list[StageResult]:
-        """Run (or continue) the schedule, with its restarts (see ``StageConfig.restarts``)."""
-        while True:
-            self._fit_stages(on_stage_end)
-            if self.restart_stage is None or self.restart >= self.restarts:
-                return self.results  # no restarts, or resumed after they all finished
+        """Run (or continue) the schedule, with its restarts (see ``StageConfig.restarts``):
+        the stages from a stage that restarts through its ``restart_until`` run
+        ``restarts`` times, the run with the best full-frame mask IoU is kept, and the
+        schedule goes on from it."""
+        while self.window < len(self.windows):
+            first, last, count = self.windows[self.window]
+            self._fit_stages(on_stage_end, last)
+            name = self.stages[first][0]
             iou = float(self.full_frame_iou().mean())
-            log.info("restart %d/%d: full-frame mask IoU %.4f", self.restart + 1, self.restarts, iou)
+            log.info("%s restart %d/%d: full-frame mask IoU %.4f", name, self.restart + 1, count, iou)
             if self.writer:
-                self.writer.add_scalar("restarts/iou", iou, self.restart)
+                self.writer.add_scalar(f"restarts/{name}_iou", iou, self.restart)
             if self.best is None or iou > self.best[0]:
                 self.best = (iou, self._snapshot())
             self.restart += 1
-            if self.restart >= self.restarts:
-                break
-            self._restore(self.branch)  # the state at the restart stage's start; the step count goes on
-        best_iou, best = self.best
-        self._restore(best)
-        log.info("kept restart %d of %d (mask IoU %.4f)", best["restart"] + 1, self.restarts, best_iou)
-        self.save_checkpoint("last.pt")
+            if self.restart < count:
+                self._restore(self.branch)  # the state at the window's start; the step count goes on
+                continue
+            best_iou, best = self.best
+            self._restore(best)
+            log.info("%s: kept restart %d of %d (mask IoU %.4f)", name, best["restart"] + 1, count, best_iou)
+            self.kept.append(best_iou)
+            self.window, self.restart, self.branch, self.best = self.window + 1, 0, None, None
+            self.save_checkpoint("last.pt")
+        self._fit_stages(on_stage_end, len(self.stages) - 1)
         return self.results
 
-    def _fit_stages(self, on_stage_end) -> None:
-        """Run the stages from ``self.stage_index`` (continuing a stage at ``self.stage_step``)."""
+    def _fit_stages(self, on_stage_end, last: int) -> None:
+        """Run the stages from ``self.stage_index`` (continuing a stage at ``self.stage_step``)
+        through stage ``last``."""
+        if self.stage_index > last:
+            return
         gen = torch.Generator().manual_seed(self.cfg.train.seed + self.global_step)
         random.seed(self.cfg.train.seed + self.restart)
         self.model.seed = self.cfg.train.seed + self.restart  # k-means of new bones
-        for si in range(self.stage_index, len(self.stages)):
+        for si in range(self.stage_index, last + 1):
             name, stage = self.stages[si]
             resuming = si == self.stage_index and self.stage_step > 0
             self.stage_index = si
-            if si == self.restart_stage and not resuming and self.branch is None:
+            if self._in_restarts(si) and si == self.windows[self.window][0] and not resuming and self.branch is None:
                 self.branch = self._snapshot()
             t0 = time.perf_counter()
             result = StageResult(name, 0.0)
@@ -499,12 +547,22 @@ class Fitter:
                     self.writer.add_scalar("stage/iou_before_change", result.iou_before_change, si)
                     self.writer.add_scalar("stage/iou_after_change", result.iou_after_change, si)
             desc = f"stage {si + 1}/{len(self.stages)} {name}"
-            if self.restart_stage is not None and si >= self.restart_stage:
-                desc += f" (restart {self.restart + 1}/{self.restarts})"
+            if self._in_restarts(si):
+                desc += f" (restart {self.restart + 1}/{self.windows[self.window][2]})"
+            turn = self._turn(si, stage)
+            if turn and not resuming:
+                log.info("stage %s: root turning by %g degrees over the clip", name, turn)
+                if self.writer:
+                    self.writer.add_scalar("restarts/turn", turn, self.restart)
+                if not hyp_steps:  # else each hypothesis starts turning
+                    with torch.no_grad():
+                        R, _ = self.model.root_transforms()
+                        turning = turn_rotations(self.data.num_frames, turn).to(R)
+                        self.model.root_rot.copy_(self.model._matrix_to_rot(turning @ R))
             with tqdm(total=hyp_steps + iters, initial=self.stage_step if resuming else 0,
                       desc=desc, unit="step", disable=not self.cfg.train.progress) as bar:
                 if hyp_steps:
-                    result.hypothesis_losses = self._hypotheses(stage, name, gen, bar)
+                    result.hypothesis_losses = self._hypotheses(stage, name, gen, bar, turn)
                     bar.set_description(desc)
                 if not resuming or self.optimizer is None:
                     self.optimizer = self._optimizer(stage)
@@ -520,7 +578,7 @@ class Fitter:
             result.seconds = time.perf_counter() - t0
             self.results.append(result)
             self.stage_index, self.stage_step = si + 1, 0
-            tag = f"_r{self.restart}" if self.restart_stage is not None and si >= self.restart_stage else ""
+            tag = f"_r{self.restart}" if self._in_restarts(si) else ""
             self.save_checkpoint(f"stage{si:02d}_{name}{tag}.pt")
             if on_stage_end:
                 on_stage_end(self, result)
@@ -555,6 +613,8 @@ class Fitter:
             "stage_names": [n for n, _ in self.stages],
             "results": [r.__dict__ for r in self.results],
             "mirror": self._mirror,
+            "window": self.window,
+            "kept": self.kept,
             "restart": self.restart,
             "branch": self.branch,
             "best": self.best,
@@ -605,6 +665,8 @@ class Fitter:
         self._restore(state)
         self.global_step = state["global_step"]
         self.restart = state.get("restart", 0)
+        self.window = state.get("window", 0)
+        self.kept = state.get("kept", [])
         self.branch = state.get("branch")
         self.best = state.get("best")
         self.last_good_checkpoint = path

@@ -9,7 +9,8 @@ from lasr.config import conf_dir
 from lasr.errors import LasrError
 from lasr.export import write_final
 from lasr.geometry.mesh import load_obj
-from lasr.trainer import Fitter, hypothesis_rotations
+from lasr.geometry.rotations import axis_angle_to_matrix
+from lasr.trainer import Fitter, hypothesis_rotations, turn_rotations
 
 from .synth import ellipsoid_scene
 
@@ -262,6 +263,92 @@ def test_restarts_keep_the_best_run(compose_cfg, tmp_path):
         assert torch.equal(v, runs[best][1][k]), k
 
 
+def test_restarts_until_a_stage_keep_the_best_there_and_go_on_once(compose_cfg, tmp_path):
+    """With ``restart_until``, the restarts end at that stage: the best run by mask IoU
+    there is kept and the stages after it run once, from it."""
+    data, *_ = ellipsoid_scene(T=4, size=48)
+    cfg = compose_cfg("stages=fast", "train.max_steps_per_stage=3", "train.progress=false",
+                      "stages.rigid.hypotheses=1", "stages.articulate.restarts=1", "stages.rigid.restarts=3",
+                      "stages.rigid.restart_until=articulate", "stages.rigid.turns=[0,45,-45]")
+    fitter = Fitter(cfg, data, tmp_path, torch.device("cpu"))
+    ends, refine_start = [], []
+
+    def on_stage_end(f, res):
+        if res.name == "articulate":
+            ends.append((float(f.full_frame_iou().mean()), {k: v.clone() for k, v in f.model.state_dict().items()}))
+
+    orig = fitter._change_structure
+
+    def change(stage):  # the refine stage starts from the state it is handed
+        if stage.num_bones == 48:
+            refine_start.append({k: v.clone() for k, v in fitter.model.state_dict().items()})
+        return orig(stage)
+
+    fitter._change_structure = change
+    results = fitter.fit(on_stage_end=on_stage_end)
+    assert [r.name for r in results] == ["rigid", "articulate", "refine"]
+    assert fitter.global_step == 3 * (3 + 3) + 3
+    assert len(ends) == 3 and len(refine_start) == 1
+    best = max(range(3), key=lambda r: ends[r][0])
+    for k, v in refine_start[0].items():
+        assert torch.equal(v, ends[best][1][k]), k
+    assert (tmp_path / "ckpt" / "stage01_articulate_r2.pt").exists()
+    assert (tmp_path / "ckpt" / "stage02_refine.pt").exists()
+    for bad, match in (("stages.rigid.restart_until=nope", "is not a stage"),):
+        with pytest.raises(LasrError, match=match):
+            Fitter(compose_cfg("stages=fast", "stages.articulate.restarts=1", "stages.rigid.restarts=2", bad),
+                   data, tmp_path, torch.device("cpu"))
+
+
+def test_two_restart_windows_run_in_turn_and_resume(compose_cfg, tmp_path):
+    """The rigid stage restarts alone (one turn each), the best is kept, then the
+    articulated stages restart from it; a run stopped in the second window resumes there
+    and ends as the uninterrupted run does."""
+    data, *_ = ellipsoid_scene(T=4, size=48)
+    cfg = compose_cfg("stages=fast", "train.max_steps_per_stage=3", "train.checkpoint_every=1",
+                      "train.progress=false", "stages.rigid.hypotheses=1", "stages.rigid.restarts=2",
+                      "stages.rigid.restart_until=rigid", "stages.rigid.turns=[0,45]", "stages.articulate.restarts=2")
+    fitter = Fitter(cfg, data, tmp_path / "a", torch.device("cpu"))
+    rigid_ends, articulate_starts = [], []
+
+    def on_stage_end(f, res):
+        if res.name == "rigid":
+            rigid_ends.append((float(f.full_frame_iou().mean()), f.model.state_dict()["root_rot"].clone()))
+
+    orig = fitter._change_structure
+
+    def change(stage):
+        if stage.num_bones == 21:
+            articulate_starts.append(fitter.model.state_dict()["root_rot"].clone())
+        return orig(stage)
+
+    fitter._change_structure = change
+    results = fitter.fit(on_stage_end=on_stage_end)
+    assert [r.name for r in results] == ["rigid", "articulate", "refine"]
+    assert fitter.global_step == 2 * 3 + 2 * (3 + 3)
+    assert len(rigid_ends) == 2 and len(articulate_starts) == 2
+    best = max(range(2), key=lambda r: rigid_ends[r][0])
+    for start in articulate_starts:  # both articulated restarts start from the kept rigid run
+        assert torch.equal(start, rigid_ends[best][1])
+    names = sorted(p.name for p in (tmp_path / "a" / "ckpt").glob("stage*.pt"))
+    assert names == ["stage00_rigid_r0.pt", "stage00_rigid_r1.pt", "stage01_articulate_r0.pt",
+                     "stage01_articulate_r1.pt", "stage02_refine_r0.pt", "stage02_refine_r1.pt"]
+
+    stopped = _interrupted_fit(cfg, data, tmp_path / "b", at_step=6 + 6 + 2)  # 2nd articulated restart, step 2
+    assert (stopped.window, stopped.restart) == (1, 1)
+    again = Fitter(cfg, data, tmp_path / "b", torch.device("cpu"))
+    again.load_checkpoint(tmp_path / "b" / "ckpt" / "last.pt")
+    assert (again.window, again.restart, again.stage_index, again.stage_step) == (1, 1, 1, 2)
+    results = again.fit()
+    assert [r.name for r in results] == ["rigid", "articulate", "refine"]
+    assert again.global_step == fitter.global_step and (again.window, again.restart, again.best) == (2, 0, None)
+    ckpt = tmp_path / "b" / "ckpt"
+    assert (ckpt / "stage01_articulate_r1.pt").exists() and (ckpt / "stage02_refine_r1.pt").exists()
+    for r in range(2):  # the first window ran as in the uninterrupted fit
+        saved = torch.load(ckpt / f"stage00_rigid_r{r}.pt", weights_only=False)["model"]["root_rot"]
+        assert torch.equal(saved, rigid_ends[r][1])
+
+
 def test_resume_inside_a_restart(compose_cfg, tmp_path):
     data, *_ = ellipsoid_scene(T=4, size=48)
     cfg = compose_cfg("stages=fast", "train.max_steps_per_stage=3", "train.checkpoint_every=1",
@@ -276,14 +363,60 @@ def test_resume_inside_a_restart(compose_cfg, tmp_path):
     results = second.fit()
     assert [r.name for r in results] == ["rigid", "articulate", "refine"]
     assert second.global_step == 3 + 2 * 6
-    assert abs(float(second.full_frame_iou().mean()) - second.best[0]) < 1e-6
-    assert second.best[0] >= first.best[0]
+    assert second.best is None and len(second.kept) == 1
+    assert abs(float(second.full_frame_iou().mean()) - second.kept[0]) < 1e-6
+    assert second.kept[0] >= first.best[0]
 
 
 def test_restarts_validation(compose_cfg, tmp_path):
     data, *_ = ellipsoid_scene(T=4, size=48)
-    for bad, match in ((["stages.articulate.restarts=2", "stages.refine.restarts=2"], "only one stage"),
+    for bad, match in ((["stages.articulate.restarts=2", "stages.refine.restarts=2"], "overlaps the restarts of stages.refine"),
                        (["stages.refine.restarts=0"], "restarts must be >= 1")):
         cfg = compose_cfg("stages=fast", "train.progress=false", *bad)
         with pytest.raises(LasrError, match=match):
             Fitter(cfg, data, tmp_path, torch.device("cpu"))
+    for bad, match in ((["stages.rigid.turns=[0,90]"], "set stages.rigid.restarts to at least 2"),
+                       (["stages.rigid.restarts=3", "stages.rigid.turns=[0,90,-90,45]"],
+                        "set stages.rigid.restarts to at least 4"),
+                       (["stages.rigid.restarts=3"], "overlaps the restarts of stages.articulate"),
+                       (["stages.rigid.turns=[]"], "turns is empty")):
+        cfg = compose_cfg("stages=fast", "train.progress=false", *bad)
+        with pytest.raises(LasrError, match=match):
+            Fitter(cfg, data, tmp_path, torch.device("cpu"))
+
+
+def test_turn_rotations_turn_at_a_constant_rate_about_the_vertical():
+    R = turn_rotations(7, 90.0, dtype=torch.float64)
+    assert torch.allclose(R[0], torch.eye(3, dtype=torch.float64))
+    assert torch.allclose(R[-1], torch.tensor([[0.0, 0, 1], [0, 1, 0], [-1, 0, 0]], dtype=torch.float64), atol=1e-12)
+    steps = R[1:] @ R[:-1].transpose(1, 2)  # the same 15 degrees about y from each frame to the next
+    assert torch.allclose(steps, axis_angle_to_matrix(torch.tensor([0.0, np.pi / 12, 0.0], dtype=torch.float64)).expand(6, 3, 3),
+                          atol=1e-12)
+    assert torch.equal(turn_rotations(1, 90.0), torch.eye(3)[None])
+
+
+@pytest.mark.parametrize("hypotheses", [1, 2])
+def test_each_restart_starts_turning_by_its_turn(hypotheses, compose_cfg, tmp_path):
+    """Restart r of the stage that sets ``turns`` starts its root rotations turning by
+    turns[r] degrees from the first frame to the last (on top of each hypothesis)."""
+    T = 5
+    data, *_ = ellipsoid_scene(T=T, size=48)
+    cfg = compose_cfg("stages=fast", "train.max_steps_per_stage=2", "train.progress=false",
+                      "stages.articulate.restarts=1", "stages.rigid.restarts=2", "stages.rigid.turns=[0,60]",
+                      f"stages.rigid.hypotheses={hypotheses}", "stages.rigid.lr=0")  # lr 0: the rigid stage keeps its start
+    fitter = Fitter(cfg, data, tmp_path, torch.device("cpu"))
+    start, _ = fitter.model.root_transforms()
+    start = start.detach().clone()
+    rigid_ends = []
+    fitter.fit(on_stage_end=lambda f, r: r.name == "rigid" and rigid_ends.append(
+        f.model.root_transforms()[0].detach().clone()))
+    assert len(rigid_ends) == 2
+    turn = turn_rotations(T, 60.0)
+    if hypotheses == 1:  # the turn composes with the rotations the stage starts from
+        assert torch.allclose(rigid_ends[0], start, atol=1e-5)
+        assert torch.allclose(rigid_ends[1], turn @ start, atol=1e-5)
+    else:  # every frame starts at the kept hypothesis, turned
+        for R, t in zip(rigid_ends, (turn_rotations(T, 0.0), turn)):
+            assert torch.allclose(R @ R[:1].transpose(1, 2), t, atol=1e-5)
+    angle = torch.rad2deg(torch.arccos(((rigid_ends[1][-1] @ rigid_ends[1][0].T).trace() - 1) / 2))
+    assert abs(float(angle) - 60.0) < 1e-2
