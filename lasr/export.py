@@ -108,6 +108,7 @@ def write_final(fitter, out_dir: Path, stage_seconds: dict, extra: Optional[dict
         "stage_transitions": {r.name: {"iou_before": r.iou_before_change, "iou_after": r.iou_after_change}
                               for r in fitter.results if r.iou_before_change is not None},
         "hypothesis_losses": {r.name: r.hypothesis_losses for r in fitter.results if r.hypothesis_losses},
+        "restarts_kept": fitter.kept,
         "seconds_per_stage": stage_seconds,
         "glb_top4_truncation": {k: glb[k] for k in ("trunc_err_max", "trunc_err_mean", "top4_mass_min")},
         "num_vertices": m.num_verts, "num_faces": int(m.faces.shape[0]), "num_bones": m.num_bones,

@@ -143,7 +143,7 @@ class Fitter:
         # restart, the state at its start and the best finished restart so far (IoU, state)
         self.windows = self._restart_windows()
         self.window = 0
-        self.kept: list[float] = []  # the mask IoU of the kept restart of each finished window
+        self.kept: list[dict] = []  # each finished window's kept restart: stage, restart, mask IoU, turn
         self.restart = 0
         self.branch: Optional[dict] = None
         self.best: Optional[tuple[float, dict]] = None
@@ -507,8 +507,12 @@ class Fitter:
                 continue
             best_iou, best = self.best
             self._restore(best)
-            log.info("%s: kept restart %d of %d (mask IoU %.4f)", name, best["restart"] + 1, count, best_iou)
-            self.kept.append(best_iou)
+            turns = self.stages[first][1].turns
+            kept = {"stage": name, "restart": best["restart"] + 1, "of": count, "mask_iou": best_iou,
+                    "turn": float(turns[best["restart"] % len(turns)])}
+            log.info("%s: kept restart %d of %d (root turn %g degrees, mask IoU %.4f)", name, kept["restart"],
+                     count, kept["turn"], best_iou)
+            self.kept.append(kept)
             self.window, self.restart, self.branch, self.best = self.window + 1, 0, None, None
             self.save_checkpoint("last.pt")
         self._fit_stages(on_stage_end, len(self.stages) - 1)

@@ -15,6 +15,7 @@ from lasr.trainer import Fitter, hypothesis_rotations, turn_rotations
 from .synth import ellipsoid_scene
 
 SCHEDULES = sorted(p.stem for p in (conf_dir() / "stages").glob("*.yaml"))
+ONE_RIGID = ("stages.rigid.restarts=1", "stages.rigid.turns=[0]")  # fast without its rigid restarts (turns)
 
 
 def test_hypothesis_rotations_are_distinct_rotations():
@@ -76,7 +77,7 @@ def test_every_loss_weight_has_its_term(compose_cfg, tmp_path):
     data, *_ = ellipsoid_scene(T=4, size=48)
     names = [f.name for f in fields(LossWeights)]
     on = [f"stages.articulate.weights.{n}=1.0" for n in names]
-    cfg = compose_cfg("stages=fast", "stages.articulate.restarts=1", "stages.rigid.hypotheses=1",
+    cfg = compose_cfg("stages=fast", *ONE_RIGID, "stages.articulate.restarts=1", "stages.rigid.hypotheses=1",
                       "stages.articulate.symmetric=true", "train.max_steps_per_stage=1", "train.progress=false", *on)
     fitter = Fitter(cfg, data, tmp_path, torch.device("cpu"))
     seen = {}
@@ -105,18 +106,22 @@ def test_every_schedule_runs_end_to_end(schedule, compose_cfg, tmp_path):
         fitter = Fitter(cfg, data, tmp_path, torch.device("cpu"), writer)
         results = fitter.fit()
     assert [r.name for r in results] == list(cfg.stages.keys())
-    # the stages from the one that sets restarts on run that many times
-    stages = list(cfg.stages.values())
-    first = next((i for i, s in enumerate(stages) if s.restarts > 1), len(stages))
-    n = stages[first].restarts if first < len(stages) else 1
-    expected_steps = sum(min(2, s.iters) * (n if i >= first else 1) for i, s in enumerate(stages))
-    assert fitter.global_step == expected_steps
+    # the stages from one that sets restarts through its restart_until run that many times
+    names, stages = list(cfg.stages.keys()), list(cfg.stages.values())
+    times = [1] * len(stages)
+    for i, s in enumerate(stages):
+        if s.restarts > 1:
+            for j in range(i, len(stages) if s.restart_until is None else names.index(s.restart_until) + 1):
+                times[j] = s.restarts
+    assert fitter.global_step == sum(min(2, s.iters) * k for s, k in zip(stages, times))
+    assert len(fitter.kept) == sum(s.restarts > 1 for s in stages)
     final = write_final(fitter, tmp_path / "final", {r.name: r.seconds for r in results})
     assert sorted(p.name for p in (final / "meshes").iterdir()) == [f"{i:05d}.obj" for i in range(4)]
     cams = json.loads((final / "cameras.json").read_text())
     assert cams["width"] == 48 and len(cams["frames"]) == 4 and cams["frames"][3]["source_frame"] == 3
     metrics = json.loads((final / "metrics.json").read_text())
     assert len(metrics["frames"]) == 4 and 0 <= metrics["mean_mask_iou"] <= 1
+    assert metrics["restarts_kept"] == fitter.kept
     skel = np.load(final / "skeleton.npz")
     V, F = load_obj(final / "meshes" / "00002.obj")
     assert skel["skinning_weights"].shape == (V.shape[0], fitter.model.num_bones)
@@ -176,7 +181,7 @@ def _interrupted_fit(cfg, data, run_dir, at_step: int) -> Fitter:
 
 def test_resume_continues_where_it_stopped(compose_cfg, tmp_path):
     data, *_ = ellipsoid_scene(T=4, size=48)
-    cfg = compose_cfg("stages=fast", "train.max_steps_per_stage=4", "train.checkpoint_every=1",
+    cfg = compose_cfg("stages=fast", *ONE_RIGID, "train.max_steps_per_stage=4", "train.checkpoint_every=1",
                       "train.progress=false", "stages.rigid.hypotheses=1", "stages.articulate.restarts=1")
 
     first = _interrupted_fit(cfg, data, tmp_path, at_step=6)  # stage 2, step 2
@@ -230,7 +235,7 @@ def test_restarts_keep_the_best_run(compose_cfg, tmp_path):
     """The schedule from the restart stage on runs `restarts` times, each from the state at
     that stage's start with its own seed; the run with the best mask IoU is the result."""
     data, *_ = ellipsoid_scene(T=4, size=48)
-    cfg = compose_cfg("stages=fast", "train.max_steps_per_stage=3", "train.progress=false",
+    cfg = compose_cfg("stages=fast", *ONE_RIGID, "train.max_steps_per_stage=3", "train.progress=false",
                       "stages.rigid.hypotheses=1", "stages.articulate.restarts=3")
     fitter = Fitter(cfg, data, tmp_path, torch.device("cpu"))
     ends = []
@@ -328,6 +333,9 @@ def test_two_restart_windows_run_in_turn_and_resume(compose_cfg, tmp_path):
     assert fitter.global_step == 2 * 3 + 2 * (3 + 3)
     assert len(rigid_ends) == 2 and len(articulate_starts) == 2
     best = max(range(2), key=lambda r: rigid_ends[r][0])
+    assert [(k["stage"], k["of"]) for k in fitter.kept] == [("rigid", 2), ("articulate", 2)]
+    assert fitter.kept[0]["restart"] == best + 1 and fitter.kept[0]["turn"] == [0.0, 45.0][best]
+    assert fitter.kept[0]["mask_iou"] == rigid_ends[best][0]
     for start in articulate_starts:  # both articulated restarts start from the kept rigid run
         assert torch.equal(start, rigid_ends[best][1])
     names = sorted(p.name for p in (tmp_path / "a" / "ckpt").glob("stage*.pt"))
@@ -351,7 +359,7 @@ def test_two_restart_windows_run_in_turn_and_resume(compose_cfg, tmp_path):
 
 def test_resume_inside_a_restart(compose_cfg, tmp_path):
     data, *_ = ellipsoid_scene(T=4, size=48)
-    cfg = compose_cfg("stages=fast", "train.max_steps_per_stage=3", "train.checkpoint_every=1",
+    cfg = compose_cfg("stages=fast", *ONE_RIGID, "train.max_steps_per_stage=3", "train.checkpoint_every=1",
                       "train.progress=false", "stages.rigid.hypotheses=1", "stages.articulate.restarts=2")
 
     first = _interrupted_fit(cfg, data, tmp_path, at_step=3 + 6 + 2)  # second restart, articulate step 2
@@ -364,8 +372,8 @@ def test_resume_inside_a_restart(compose_cfg, tmp_path):
     assert [r.name for r in results] == ["rigid", "articulate", "refine"]
     assert second.global_step == 3 + 2 * 6
     assert second.best is None and len(second.kept) == 1
-    assert abs(float(second.full_frame_iou().mean()) - second.kept[0]) < 1e-6
-    assert second.kept[0] >= first.best[0]
+    assert abs(float(second.full_frame_iou().mean()) - second.kept[0]["mask_iou"]) < 1e-6
+    assert second.kept[0]["mask_iou"] >= first.best[0] and second.kept[0]["stage"] == "articulate"
 
 
 def test_restarts_validation(compose_cfg, tmp_path):
@@ -375,10 +383,10 @@ def test_restarts_validation(compose_cfg, tmp_path):
         cfg = compose_cfg("stages=fast", "train.progress=false", *bad)
         with pytest.raises(LasrError, match=match):
             Fitter(cfg, data, tmp_path, torch.device("cpu"))
-    for bad, match in ((["stages.rigid.turns=[0,90]"], "set stages.rigid.restarts to at least 2"),
+    for bad, match in ((["stages.rigid.restarts=1", "stages.rigid.turns=[0,90]"], "set stages.rigid.restarts to at least 2"),
                        (["stages.rigid.restarts=3", "stages.rigid.turns=[0,90,-90,45]"],
                         "set stages.rigid.restarts to at least 4"),
-                       (["stages.rigid.restarts=3"], "overlaps the restarts of stages.articulate"),
+                       (["stages.rigid.restart_until=null"], "overlaps the restarts of stages.articulate"),
                        (["stages.rigid.turns=[]"], "turns is empty")):
         cfg = compose_cfg("stages=fast", "train.progress=false", *bad)
         with pytest.raises(LasrError, match=match):
