@@ -510,8 +510,8 @@ class Fitter:
             turns = self.stages[first][1].turns
             kept = {"stage": name, "restart": best["restart"] + 1, "of": count, "mask_iou": best_iou,
                     "turn": float(turns[best["restart"] % len(turns)])}
-            log.info("%s: kept restart %d of %d (root turn %g degrees, mask IoU %.4f)", name, kept["restart"],
-                     count, kept["turn"], best_iou)
+            turn_note = f"root turn {kept['turn']:g} degrees, " if len(turns) > 1 else ""
+            log.info("%s: kept restart %d of %d (%smask IoU %.4f)", name, kept["restart"], count, turn_note, best_iou)
             self.kept.append(kept)
             self.window, self.restart, self.branch, self.best = self.window + 1, 0, None, None
             self.save_checkpoint("last.pt")
