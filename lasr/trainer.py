@@ -181,10 +181,14 @@ class Fitter:
         """Whether stage ``si`` belongs to the restart window now running."""
         return self.window < len(self.windows) and self.windows[self.window][0] <= si <= self.windows[self.window][1]
 
-    def _turn(self, si: int, stage) -> float:
-        """The root turn (degrees over the clip) stage ``si`` starts from in this restart."""
-        r = self.restart if self._in_restarts(si) and self.windows[self.window][0] == si else 0
-        return float(stage.turns[r % len(stage.turns)])
+    def _starts_window(self, si: int) -> bool:
+        """Whether stage ``si`` is the first of the restart window now running."""
+        return self._in_restarts(si) and self.windows[self.window][0] == si
+
+    @staticmethod
+    def _turn(stage, restart: int) -> float:
+        """The root turn (degrees over the clip) restart ``restart`` of ``stage`` starts from."""
+        return float(stage.turns[restart % len(stage.turns)])
 
     def _init_model(self) -> ArticulatedModel:
         m = self.cfg.model
@@ -436,12 +440,11 @@ class Fitter:
         after = float(self.full_frame_iou().mean())
         return before, after
 
-    def _hypotheses(self, stage, name: str, gen: torch.Generator, bar: tqdm, turn: float = 0.0) -> list[float]:
-        """Try ``stage.hypotheses`` root rotations, each turning by ``turn`` degrees over
-        the clip; keep the best state in place."""
+    def _hypotheses(self, stage, name: str, gen: torch.Generator, bar: tqdm, turning: torch.Tensor) -> list[float]:
+        """Try ``stage.hypotheses`` root rotations, each turning by the (T,3,3) ``turning``
+        (:func:`turn_rotations`); keep the best state in place."""
         start = copy.deepcopy(self.model.state_dict())
         rotations = hypothesis_rotations(stage.hypotheses).to(self.device)
-        turning = turn_rotations(self.data.num_frames, turn).to(self.device)  # (T,3,3)
         steps = self._cap(stage.hypothesis_iters)
         best, best_state, scores = math.inf, None, []
         for h, R in enumerate(rotations):
@@ -507,10 +510,10 @@ class Fitter:
                 continue
             best_iou, best = self.best
             self._restore(best)
-            turns = self.stages[first][1].turns
+            stage = self.stages[first][1]
             kept = {"stage": name, "restart": best["restart"] + 1, "of": count, "mask_iou": best_iou,
-                    "turn": float(turns[best["restart"] % len(turns)])}
-            turn_note = f"root turn {kept['turn']:g} degrees, " if len(turns) > 1 else ""
+                    "turn": self._turn(stage, best["restart"])}
+            turn_note = f"root turn {kept['turn']:g} degrees, " if len(stage.turns) > 1 else ""
             log.info("%s: kept restart %d of %d (%smask IoU %.4f)", name, kept["restart"], count, turn_note, best_iou)
             self.kept.append(kept)
             self.window, self.restart, self.branch, self.best = self.window + 1, 0, None, None
@@ -530,7 +533,7 @@ class Fitter:
             name, stage = self.stages[si]
             resuming = si == self.stage_index and self.stage_step > 0
             self.stage_index = si
-            if self._in_restarts(si) and si == self.windows[self.window][0] and not resuming and self.branch is None:
+            if self._starts_window(si) and not resuming and self.branch is None:
                 self.branch = self._snapshot()
             t0 = time.perf_counter()
             result = StageResult(name, 0.0)
@@ -553,7 +556,8 @@ class Fitter:
             desc = f"stage {si + 1}/{len(self.stages)} {name}"
             if self._in_restarts(si):
                 desc += f" (restart {self.restart + 1}/{self.windows[self.window][2]})"
-            turn = self._turn(si, stage)
+            turn = self._turn(stage, self.restart if self._starts_window(si) else 0)
+            turning = turn_rotations(self.data.num_frames, turn).to(self.device)  # (T,3,3)
             if turn and not resuming:
                 log.info("stage %s: root turning by %g degrees over the clip", name, turn)
                 if self.writer:
@@ -561,12 +565,11 @@ class Fitter:
                 if not hyp_steps:  # else each hypothesis starts turning
                     with torch.no_grad():
                         R, _ = self.model.root_transforms()
-                        turning = turn_rotations(self.data.num_frames, turn).to(R)
                         self.model.root_rot.copy_(self.model._matrix_to_rot(turning @ R))
             with tqdm(total=hyp_steps + iters, initial=self.stage_step if resuming else 0,
                       desc=desc, unit="step", disable=not self.cfg.train.progress) as bar:
                 if hyp_steps:
-                    result.hypothesis_losses = self._hypotheses(stage, name, gen, bar, turn)
+                    result.hypothesis_losses = self._hypotheses(stage, name, gen, bar, turning)
                     bar.set_description(desc)
                 if not resuming or self.optimizer is None:
                     self.optimizer = self._optimizer(stage)
