@@ -14,7 +14,9 @@ Conventions: pixel centres at integer coordinates (OpenCV). A crop box is
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -22,7 +24,8 @@ from torch import Tensor
 
 from preprocess.layout import Sequence
 
-__all__ = ["VideoData", "Crops", "crop_boxes", "crop_intrinsics", "make_crops", "to_video_data"]
+__all__ = ["VideoData", "Crops", "crop_boxes", "crop_intrinsics", "full_intrinsics", "make_crops", "to_video_data",
+           "distance_maps"]
 
 
 @dataclass
@@ -36,6 +39,8 @@ class VideoData:
         conf_fw / conf_bw: (N-1,H,W) in [0,1].
         boxes: (N,3) crop boxes (cu, cv, L) in px.
         source_frames: (N,) long; source_size (W, H) of the user's frames.
+        fps: frames per second of the processed frames (the source's rate over the
+            preprocessing stride), None when unknown (a folder of frames).
     """
 
     rgb: Tensor
@@ -47,6 +52,7 @@ class VideoData:
     boxes: Tensor
     source_frames: Tensor
     source_size: tuple[int, int]
+    fps: Optional[float] = None
 
     @property
     def num_frames(self) -> int:
@@ -76,6 +82,8 @@ def crop_boxes(mask: Tensor, scale: float = 1.2, min_size: float = 8.0) -> Tenso
 
 def to_video_data(seq: Sequence, crop_scale: float = 1.2) -> VideoData:
     mask = torch.from_numpy(seq.masks.astype(np.float32))
+    src_fps = (seq.meta.get("source") or {}).get("fps")
+    stride = int((seq.meta.get("settings") or {}).get("stride") or 1)
     return VideoData(
         rgb=torch.from_numpy(seq.frames).float().div(255.0),
         mask=mask,
@@ -86,7 +94,27 @@ def to_video_data(seq: Sequence, crop_scale: float = 1.2) -> VideoData:
         boxes=crop_boxes(mask, crop_scale),
         source_frames=torch.from_numpy(seq.source_frames),
         source_size=seq.source_size,
+        fps=float(src_fps) / stride if src_fps else None,
     )
+
+
+def full_intrinsics(focal: Tensor, image_size: tuple[int, int]) -> Tensor:
+    """(N,4) full-frame intrinsics from (N,) focal lengths in units of the longer side;
+    principal point at the image centre."""
+    H, W = image_size
+    f = focal * max(H, W)
+    c = focal.new_tensor([(W - 1) / 2, (H - 1) / 2]).expand(focal.shape[0], 2)
+    return torch.cat([f[:, None], f[:, None], c], -1)
+
+
+def distance_maps(mask: Tensor) -> Tensor:
+    """(N,R,R) distance (in units of R) from each pixel to the (N,R,R) mask (0 inside)."""
+    out = []
+    for m in mask.cpu().numpy():
+        outside = (m < 0.5).astype(np.uint8)
+        d = cv2.distanceTransform(outside, cv2.DIST_L2, 3) if outside.any() else np.zeros_like(m)
+        out.append(torch.from_numpy(d.astype(np.float32)) / m.shape[0])
+    return torch.stack(out)
 
 
 def crop_intrinsics(K: Tensor, boxes: Tensor, res: int) -> Tensor:

@@ -2,7 +2,7 @@
 
 Image terms are means over pixels (resolution-independent); flow is compared in
 units of the crop's half-size (NDC, as LASR), so weights carry over between stages
-of different resolution. The weighted sum lives in :func:`total_loss`.
+of different resolution. The weighted sum lives in :mod:`lasr.fit.objective`.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ __all__ = [
     "bones_inside_loss",
     "coverage_loss",
     "mask_iou",
-    "total_loss",
 ]
 
 
@@ -157,15 +156,3 @@ def mask_iou(pred: Tensor, obs: Tensor, valid: Tensor | None = None) -> Tensor:
     inter = (p & o).flatten(1).sum(1).float()
     union = (p | o).flatten(1).sum(1).float()
     return torch.where(union > 0, inter / union.clamp_min(1), torch.ones_like(union))
-
-
-def total_loss(terms: dict[str, Tensor], weights) -> Tensor:
-    """Σ weight·term over the terms present; ``weights`` is a dataclass/DictConfig of floats."""
-    total = None
-    for name, value in terms.items():
-        w = float(getattr(weights, name))
-        if w != 0.0:
-            total = w * value if total is None else total + w * value
-    if total is None:
-        raise ValueError("all loss weights are zero")
-    return total

@@ -12,11 +12,11 @@ from omegaconf import DictConfig
 from lasr.config import conf_dir
 from lasr.errors import exit_on_user_error
 
-from .pipeline import run
-
 
 @hydra.main(config_path=str(conf_dir()), config_name="preprocess_app", version_base="1.3")
 def main(cfg: DictConfig) -> None:
+    from .pipeline import run
+
     with exit_on_user_error():
         result = run(cfg)
         print(result.root)

@@ -19,6 +19,7 @@ __all__ = [
     "list_images",
     "probe_source",
     "iter_frames",
+    "decode_frames",
     "select_indices",
     "processing_size",
     "resize_frame",
@@ -88,7 +89,7 @@ def _open_video(path: Path):
     return container
 
 
-def _decode(path: Path) -> Iterator[np.ndarray]:
+def decode_frames(path: Path) -> Iterator[np.ndarray]:
     """Yield every decodable frame of a video as (H,W,3) uint8 RGB."""
     import av
 
@@ -126,7 +127,7 @@ def probe_source(video: str | Path | None) -> SourceInfo:
     fps = float(stream.average_rate) if stream.average_rate else None
     container.close()
     n, w, h = 0, 0, 0
-    for frame in _decode(path):
+    for frame in decode_frames(path):
         if n == 0:
             h, w = frame.shape[:2]
         n += 1
@@ -177,7 +178,7 @@ def iter_frames(info: SourceInfo, indices: list[int]) -> Iterator[tuple[int, np.
             yield i, img
         return
     last = max(indices)
-    for i, frame in enumerate(_decode(info.path)):
+    for i, frame in enumerate(decode_frames(info.path)):
         if i in wanted:
             yield i, frame
         if i >= last:

@@ -36,6 +36,7 @@ import cv2
 import numpy as np
 
 from lasr.errors import LasrError
+from lasr.files import replace_dir
 
 __all__ = [
     "LAYOUT_VERSION",
@@ -119,14 +120,7 @@ def staged_dir(paths: SequencePaths, part: str) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    final = paths.part(part)
-    if final.exists():
-        trash = paths.root / f".trash-{part}-{uuid.uuid4().hex[:8]}"
-        os.replace(final, trash)
-        os.replace(tmp, final)
-        shutil.rmtree(trash, ignore_errors=True)
-    else:
-        os.replace(tmp, final)
+    replace_dir(tmp, paths.part(part), paths.root / f".trash-{part}-{uuid.uuid4().hex[:8]}")
 
 
 def clean_leftovers(paths: SequencePaths) -> None:

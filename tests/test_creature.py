@@ -10,7 +10,10 @@ import pytest
 from PIL import Image
 
 from lasr import evaluate as ev
+from lasr.geometry.mesh import signed_volume_np
+from lasr.examples import clip as clipmod
 from lasr.examples import creature as cr
+from lasr.io.obj import read_obj
 from lasr.examples import default_example_dir, make_creature_clip
 
 N, S, SEED = 6, 64, 3
@@ -29,7 +32,7 @@ def _world_meshes(clip):
     """Camera-space GT meshes mapped back to world with the GT world_to_camera."""
     out = []
     for i, c in enumerate(_cams(clip)["frames"]):
-        V, F = ev.read_obj(clip / "gt" / "meshes" / f"{i:05d}.obj")
+        V, F = read_obj(clip / "gt" / "meshes" / f"{i:05d}.obj")
         T = np.array(c["world_to_camera"])
         out.append(((V - T[:3, 3]) @ T[:3, :3], F))
     return out
@@ -65,7 +68,7 @@ def test_layout(clip):
         assert m.dtype == np.uint8 and m.shape == (S, S) and set(np.unique(m)) <= {0, 255}
     assert Image.open(clip / "preview.png").size[1] >= S
     info = json.loads((clip / "gt" / "info.json").read_text())
-    V, F = ev.read_obj(clip / "gt" / "meshes" / "00000.obj")
+    V, F = read_obj(clip / "gt" / "meshes" / "00000.obj")
     assert info["asset"] == "lasr creature" and info["frames"] == N and info["res"] == [S, S]
     assert (info["vertices"], info["faces"]) == (len(V), len(F)) and len(F) <= 6000
     assert info["seed"] == SEED and info["bbox_diag"] > 0 and info["fps"] > 0
@@ -89,7 +92,7 @@ def test_masks_match_meshes(clip):
         m = np.asarray(Image.open(clip / "masks" / f"{i:05d}.png")) >= 128
         assert 0.03 < m.mean() < 0.6
         assert not (m[0].any() or m[-1].any() or m[:, 0].any() or m[:, -1].any())
-        V, F = ev.read_obj(clip / "gt" / "meshes" / f"{i:05d}.obj")
+        V, F = read_obj(clip / "gt" / "meshes" / f"{i:05d}.obj")
         assert V[:, 2].min() > 0
         c = cams[i]
         sil = ev.silhouette(V, F, np.array([c["fx"], c["fy"], c["cx"], c["cy"]]), S, S)
@@ -234,7 +237,7 @@ def test_interrupted_write_leaves_nothing(tmp_path, monkeypatch):
     def boom(*a, **k):
         raise RuntimeError("interrupted")
 
-    monkeypatch.setattr(cr, "_write_preview", boom)
+    monkeypatch.setattr(clipmod, "_write_preview", boom)
     with pytest.raises(RuntimeError):
         make_creature_clip(tmp_path / "creature", frames=2, size=32)
     assert list(tmp_path.iterdir()) == []
@@ -280,7 +283,7 @@ def test_rig_is_sane():
         e = np.sort(np.concatenate([F[:, [0, 1]], F[:, [1, 2]], F[:, [2, 0]]]), 1)
         _, cnt = np.unique(e, axis=0, return_counts=True)
         assert (cnt == 2).all(), c.parts[p]
-        assert cr._signed_volume(c.verts, F) > 0
+        assert signed_volume_np(c.verts, F) > 0
     # the walk cycle loops
     G = cr.pose_creature(c, 0.0)
     assert np.allclose(cr.skin(c, G), cr.skin(c, cr.pose_creature(c, 2 * np.pi)))

@@ -13,6 +13,10 @@ import pytest
 
 from tests.meshes import uv_sphere
 from lasr import evaluate as E
+from lasr.evaluate.align import apply_similarity, invert_similarity
+from lasr.io.final import mesh_ids
+from lasr.io.final import read_cameras
+from lasr.io.obj import read_obj
 
 BENCH = Path("/work/shared/bench/evaluate.py")
 CLIP = Path("/work/shared/data/cesiumman_walk")
@@ -79,9 +83,9 @@ def make_pred(root, gt_root, transform, cams_scale=1, frames=None, F_override=No
     fin = Path(root) / "final"
     (fin / "meshes").mkdir(parents=True, exist_ok=True)
     g = json.loads((Path(gt_root) / "gt" / "cameras.json").read_text())
-    ids = E._mesh_ids(Path(gt_root) / "gt" / "meshes")
+    ids = mesh_ids(Path(gt_root) / "gt" / "meshes")
     for i in ids if frames is None else frames:
-        V, F = E.read_obj(Path(gt_root) / "gt" / "meshes" / f"{i:05d}.obj")
+        V, F = read_obj(Path(gt_root) / "gt" / "meshes" / f"{i:05d}.obj")
         V, F = transform(i, V, F)
         write_obj(fin / "meshes" / f"{i:05d}.obj", V, F)
     s = cams_scale
@@ -166,7 +170,7 @@ def test_source_frame_mapping(clip, tmp_path):
     (fin / "meshes").mkdir(parents=True)
     cams = {"width": W_IMG, "height": H_IMG, "frames": []}
     for k, src in enumerate([0, 2, 4]):
-        V, F = E.read_obj(clip / "gt" / "meshes" / f"{src:05d}.obj")
+        V, F = read_obj(clip / "gt" / "meshes" / f"{src:05d}.obj")
         write_obj(fin / "meshes" / f"{k:05d}.obj", V, F)
         cams["frames"].append({"frame": k, "source_frame": src, "fx": FOCAL, "fy": FOCAL,
                                "cx": (W_IMG - 1) / 2, "cy": (H_IMG - 1) / 2})
@@ -197,8 +201,8 @@ def test_icp_matches_rebuilt_tree_version():
     G = E.sample_surface(V * [1, 0.5, 0.3], F, 1500, 1)
     P = E.sample_surface(V * [1, 0.5, 0.3] * 2 + 0.3, F, 1500, 2)
     T = (0.6, rot([0, 0, 1], 5), np.array([0.1, 0, 0]))
-    d_ref, j_ref = cKDTree(E._fwd(T, P)).query(G)
-    d, j = cKDTree(P).query(E._inv(T, G))
+    d_ref, j_ref = cKDTree(apply_similarity(T, P)).query(G)
+    d, j = cKDTree(P).query(invert_similarity(T, G))
     assert np.array_equal(j, j_ref) and np.allclose(d * T[0], d_ref)
     s, R, t = E.icp_similarity([P], [G])
     assert abs(s - 0.5) < 0.02
@@ -246,7 +250,7 @@ def test_pick_surface_point_on_ray():
 # keypoints
 # ----------------------------------------------------------------------------
 def test_keypoint_transfer(clip, tmp_path):
-    V0, _ = E.read_obj(clip / "gt" / "meshes" / "00000.obj")
+    V0, _ = read_obj(clip / "gt" / "meshes" / "00000.obj")
     vid = np.random.default_rng(0).choice(len(V0), 12, replace=False)
     kp_path = tmp_path / "keypoints.json"
     kp = E.make_keypoints(clip, vid, out=kp_path)
@@ -291,28 +295,43 @@ def test_keypoint_snapping_off_silhouette():
 def test_read_obj_polygons_and_cameras(tmp_path):
     p = tmp_path / "m.obj"
     p.write_text("v 0 0 0 1 0 0\nv 1 0 0\nv 1 1 0\nv 0 1 0\nvt 0 0\nf 1/1/1 2/1 3 4\nf -4 -3 -1\n")
-    V, F = E.read_obj(p)
+    V, F = read_obj(p)
     assert V.shape == (4, 3) and F.tolist() == [[0, 1, 2], [0, 2, 3], [0, 1, 3]]
     c = tmp_path / "c.json"
     c.write_text(json.dumps({"fx": 1, "fy": 2, "cx": 3, "cy": 4, "width": 10, "height": 8}))
-    cams = E.read_cameras(c)
+    cams = read_cameras(c)
     assert 17 in cams and cams[17]["fy"] == 2.0 and cams[5]["width"] == 10
     c.write_text(json.dumps([{"fx": 1, "fy": 2, "cx": 3, "cy": 4}, {"fx": 5, "fy": 2, "cx": 3, "cy": 4}]))
-    assert E.read_cameras(c)[1]["fx"] == 5.0
-    assert E.parse_frames("0:10:4") == [0, 4, 8] and E.parse_frames("3,5") == [3, 5] and E.parse_frames(None) is None
+    assert read_cameras(c)[1]["fx"] == 5.0
+    assert E.parse_frames("0:10:4") == [0, 4, 8] and E.parse_frames("3,5") == [3, 5] and E.parse_frames("3+5") == [3, 5] and E.parse_frames(None) is None
 
 
-def test_cli_writes_json(clip, tmp_path, capsys):
+def _cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "lasr.evaluate", *args], capture_output=True, text=True,
+                          timeout=300, cwd=cwd)
+
+
+def test_cli_writes_json(clip, tmp_path):
     pred = make_pred(tmp_path / "run", clip, lambda i, V, F: (V, F))
     out = tmp_path / "res" / "r.json"
-    rc = E.main([f"run={pred}", f"gt={clip}", "frames=0:6:3", f"out={out}", "points=3000", "icp_points=1000"])
-    assert rc == 0
-    text = capsys.readouterr().out
-    assert "mask IoU" in text and "per-frame sim Chamfer" in text
-    r = json.loads(out.read_text())
-    assert [row["frame"] for row in r["frames"]] == [0, 3]
-    assert set(r["summary"]) >= {"per_frame", "sequence", "mask_iou", "per_frame_scale_cv"}
-    assert E.main(["gt=x"]) == 2 and E.main(["run=a", "gt=b", "bogus=1"]) == 2
+    r = _cli(f"run={pred}", f"gt={clip}", "frames=0:6:3", f"out={out}", "points=3000", "icp_points=1000")
+    assert r.returncode == 0, r.stderr
+    assert "mask IoU" in r.stdout and "per-frame sim Chamfer" in r.stdout
+    res = json.loads(out.read_text())
+    assert [row["frame"] for row in res["frames"]] == [0, 3]
+    assert set(res["summary"]) >= {"per_frame", "sequence", "mask_iou", "per_frame_scale_cv"}
+    r = _cli(f"run={tmp_path / 'nothing'}", f"gt={clip}", "frames=1+4")
+    assert r.returncode == 2 and "no meshes/" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_cli_keys_are_typed(compose_cfg):
+    from hydra.errors import ConfigCompositionException
+
+    cfg = compose_cfg("run=a", "gt=b", "frames=0:48:4", "iou=false", config_name="evaluate")
+    assert cfg.frames == "0:48:4" and cfg.iou is False and cfg.points == 20000
+    for bad in ("bogus=1", "points=many"):
+        with pytest.raises(ConfigCompositionException, match=bad.split("=")[0]):
+            compose_cfg("run=a", bad, config_name="evaluate")
 
 
 # ----------------------------------------------------------------------------

@@ -9,9 +9,9 @@ __all__ = ["default_example_dir", "make_creature_clip"]
 
 
 def __getattr__(name: str):
-    # lazy, so that ``python -m lasr.examples.creature`` does not import the module twice
+    # lazy, so that ``python -m lasr.examples.clip`` does not import the module twice
     if name in __all__:
-        from . import creature
+        from . import clip
 
-        return getattr(creature, name)
+        return getattr(clip, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -12,8 +12,6 @@ from .mesh import (
     icosphere,
     is_closed_manifold,
     laplacian_smoothing,
-    load_obj,
-    save_obj,
     vertex_normals,
 )
 from .remesh import remesh, transfer_vertex_attributes
@@ -38,8 +36,6 @@ __all__ = [
     "icosphere",
     "is_closed_manifold",
     "laplacian_smoothing",
-    "load_obj",
-    "save_obj",
     "vertex_normals",
     "remesh",
     "transfer_vertex_attributes",

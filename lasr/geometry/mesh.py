@@ -13,8 +13,6 @@ Conventions:
 
 from __future__ import annotations
 
-import os
-from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -27,6 +25,7 @@ __all__ = [
     "vertex_areas",
     "vertex_normals",
     "signed_volume",
+    "signed_volume_np",
     "vertex_degrees",
     "uniform_laplacian",
     "cotangent_weights",
@@ -38,8 +37,6 @@ __all__ = [
     "is_closed_manifold",
     "euler_characteristic",
     "remove_unreferenced_vertices",
-    "save_obj",
-    "load_obj",
 ]
 
 
@@ -83,7 +80,7 @@ def icosphere(
     f = np.asarray(m.faces, dtype=np.int64)
     v = v / np.linalg.norm(v, axis=1, keepdims=True)
     # enforce outward orientation (trimesh already does, this is a guard)
-    if _signed_volume_np(v, f) < 0:
+    if signed_volume_np(v, f) < 0:
         f = f[:, ::-1].copy()
     verts = torch.as_tensor(v * radius, dtype=dtype, device=device)
     faces = torch.as_tensor(f, dtype=torch.long, device=device)
@@ -119,10 +116,20 @@ def _face_cross(verts: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
     return torch.linalg.cross(v1 - v0, v2 - v0, dim=-1)
 
 
-def face_normals(verts: torch.Tensor, faces: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
-    """Unit face normals ``(..., F, 3)`` for ``verts (..., V, 3)``, ``faces (F, 3)``."""
-    n = _face_cross(verts, faces)
-    return n / n.norm(dim=-1, keepdim=True).clamp_min(eps)
+def _tensors(verts, faces):
+    """Torch views of numpy inputs (and whether to hand numpy back)."""
+    if isinstance(verts, np.ndarray):
+        return torch.from_numpy(np.ascontiguousarray(verts)), torch.as_tensor(np.asarray(faces, dtype=np.int64)), True
+    return verts, faces, False
+
+
+def face_normals(verts, faces, eps: float = 1e-12):
+    """Unit face normals ``(..., F, 3)`` for ``verts (..., V, 3)``, ``faces (F, 3)``
+    (tensors, or numpy arrays in and out)."""
+    v, f, np_out = _tensors(verts, faces)
+    n = _face_cross(v, f)
+    n = n / n.norm(dim=-1, keepdim=True).clamp_min(eps)
+    return n.numpy() if np_out else n
 
 
 def face_areas(verts: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
@@ -137,13 +144,17 @@ def vertex_areas(verts: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
         0, faces.reshape(-1), a.repeat_interleave(3))
 
 
-def vertex_normals(verts: torch.Tensor, faces: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
-    """Area-weighted unit vertex normals ``(..., V, 3)``."""
-    n = _face_cross(verts, faces)  # (..., F, 3), |n| = 2 area
-    out = torch.zeros_like(verts)
+def vertex_normals(verts, faces, eps: float = 1e-12):
+    """Area-weighted unit vertex normals ``(..., V, 3)`` (tensors, or numpy arrays in and
+    out): the one vertex-normal function of the project. A vertex with no area around it
+    gets the zero vector."""
+    v, f, np_out = _tensors(verts, faces)
+    n = _face_cross(v, f)  # (..., F, 3), |n| = 2 area
+    out = torch.zeros_like(v)
     for k in range(3):
-        out = out.index_add(-2, faces[:, k], n)
-    return out / out.norm(dim=-1, keepdim=True).clamp_min(eps)
+        out = out.index_add(-2, f[:, k], n)
+    out = out / out.norm(dim=-1, keepdim=True).clamp_min(eps)
+    return out.numpy() if np_out else out
 
 
 def signed_volume(verts: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
@@ -154,7 +165,7 @@ def signed_volume(verts: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
     return (v0 * torch.linalg.cross(v1, v2, dim=-1)).sum((-1, -2)) / 6.0
 
 
-def _signed_volume_np(v: np.ndarray, f: np.ndarray) -> float:
+def signed_volume_np(v: np.ndarray, f: np.ndarray) -> float:
     v0, v1, v2 = v[f[:, 0]], v[f[:, 1]], v[f[:, 2]]
     return float((v0 * np.cross(v1, v2)).sum() / 6.0)
 
@@ -443,91 +454,3 @@ def remove_unreferenced_vertices(verts, faces):
             torch.as_tensor(used, dtype=torch.long, device=verts.device),
         )
     return v2, f2, used
-
-
-# ----------------------------------------------------------------------------
-# OBJ I/O
-# ----------------------------------------------------------------------------
-
-
-def save_obj(path: str | os.PathLike, verts, faces, colors=None) -> None:
-    """Write a triangle/polygon mesh as Wavefront OBJ.
-
-    Coordinates are written with ``repr`` of the float64 value (shortest string
-    that round-trips), so ``load_obj`` restores float32 and float64 data
-    bit-exactly.  Faces are 1-based.  Optional per-vertex colors ``(V, 3)`` are
-    written as the common ``v x y z r g b`` extension.
-
-    Args:
-        path: output file.
-        verts: ``(V, 3)`` tensor or array.
-        faces: ``(F, k)`` integer tensor or array (k >= 3), 0-based.
-        colors: optional ``(V, 3)`` floats.
-    """
-    v = as_numpy(verts).astype(np.float64).reshape(-1, 3)
-    f = as_numpy(faces).astype(np.int64)
-    c = None if colors is None else as_numpy(colors).astype(np.float64).reshape(-1, 3)
-    if c is not None and c.shape[0] != v.shape[0]:
-        raise ValueError("colors must have one row per vertex")
-    lines = ["# written by lasr.geometry.mesh.save_obj"]
-    for idx in range(v.shape[0]):
-        row = [repr(float(x)) for x in v[idx]]
-        if c is not None:
-            row += [repr(float(x)) for x in c[idx]]
-        lines.append("v " + " ".join(row))
-    for face in f:
-        lines.append("f " + " ".join(str(int(i) + 1) for i in face))
-    with open(path, "w") as fh:
-        fh.write("\n".join(lines) + "\n")
-
-
-def load_obj(
-    path: str | os.PathLike,
-    dtype: torch.dtype = torch.float32,
-    return_colors: bool = False,
-):
-    """Read a Wavefront OBJ (vertices and faces only).
-
-    * ``v x y z [r g b]`` lines give vertices (and optional colors);
-    * ``f`` tokens may be ``i``, ``i/vt``, ``i//vn`` or ``i/vt/vn``; negative
-      (relative) indices are supported;
-    * polygons with more than 3 vertices are fan-triangulated ``(0, i, i+1)``;
-    * all other statements (vt, vn, o, g, s, usemtl, comments, ...) are ignored.
-
-    Returns:
-        ``verts (V, 3)`` of ``dtype`` and ``faces (F, 3)`` long; with
-        ``return_colors=True`` also ``colors (V, 3)`` or ``None`` if absent
-        (or not given for every vertex).
-    """
-    verts: list[Sequence[float]] = []
-    cols: list[Sequence[float] | None] = []
-    tris: list[tuple[int, int, int]] = []
-    with open(path) as fh:
-        for raw in fh:
-            line = raw.strip()
-            if not line or line[0] == "#":
-                continue
-            tok = line.split()
-            if tok[0] == "v":
-                verts.append([float(t) for t in tok[1:4]])
-                cols.append([float(t) for t in tok[4:7]] if len(tok) >= 7 else None)
-            elif tok[0] == "f":
-                idx = []
-                n = len(verts)
-                for t in tok[1:]:
-                    i = int(t.split("/")[0])
-                    idx.append(n + i if i < 0 else i - 1)
-                if len(idx) < 3:
-                    raise ValueError(f"face with < 3 vertices in {path}: {line!r}")
-                for k in range(1, len(idx) - 1):
-                    tris.append((idx[0], idx[k], idx[k + 1]))
-    v = torch.tensor(np.asarray(verts, dtype=np.float64).reshape(-1, 3), dtype=dtype)
-    f = torch.tensor(np.asarray(tris, dtype=np.int64).reshape(-1, 3), dtype=torch.long)
-    if f.numel() and (int(f.min()) < 0 or int(f.max()) >= v.shape[0]):
-        raise ValueError(f"face index out of range in {path}")
-    if not return_colors:
-        return v, f
-    c = None
-    if cols and all(x is not None for x in cols):
-        c = torch.tensor(np.asarray(cols, dtype=np.float64), dtype=dtype)
-    return v, f, c

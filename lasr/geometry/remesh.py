@@ -28,7 +28,8 @@ import warnings
 import numpy as np
 import torch
 
-from .mesh import _signed_volume_np, as_numpy, is_closed_manifold, manifold_report, remove_unreferenced_vertices
+from .mesh import (as_numpy, face_normals, is_closed_manifold, manifold_report, remove_unreferenced_vertices,
+                   signed_volume_np, vertex_normals)
 from .proximity import closest_point_on_mesh
 
 __all__ = ["remesh", "split_longest_edges", "transfer_vertex_attributes", "relax_on_surface", "delaunay_flip", "triangle_quality"]
@@ -47,19 +48,6 @@ def triangle_quality(verts, faces) -> np.ndarray:
     area = 0.5 * np.linalg.norm(np.cross(t[:, 1] - t[:, 0], t[:, 2] - t[:, 0]), axis=1)
     ok = e > 0
     return np.where(ok, 4.0 * np.sqrt(3.0) * area / np.where(ok, e, 1.0), 0.0)
-
-
-def _face_normals_np(v: np.ndarray, f: np.ndarray) -> np.ndarray:
-    n = np.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]])
-    return n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-300)
-
-
-def _vertex_normals_np(v: np.ndarray, f: np.ndarray) -> np.ndarray:
-    n = np.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]])
-    out = np.zeros_like(v)
-    for k in range(3):
-        np.add.at(out, f[:, k], n)
-    return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-300)
 
 
 def relax_on_surface(
@@ -85,17 +73,17 @@ def relax_on_surface(
         np.add.at(acc, e[:, 0], v[e[:, 1]])
         np.add.at(acc, e[:, 1], v[e[:, 0]])
         lap = acc / np.maximum(deg, 1)[:, None] - v
-        n = _vertex_normals_np(v, f)
+        n = vertex_normals(v, f)
         lap_t = lap - (lap * n).sum(1, keepdims=True) * n
-        n_before = _face_normals_np(v, f)
+        n_before = face_normals(v, f)
         cand = v + step * lap_t
         cand = closest_point_on_mesh(cand, ref_verts, ref_faces)[0]
-        n_after = _face_normals_np(cand, f)
+        n_after = face_normals(cand, f)
         flipped = (n_before * n_after).sum(1) <= 0.0
         if flipped.any():
             bad = np.unique(f[flipped].reshape(-1))
             cand[bad] = v[bad]
-            if ((_face_normals_np(cand, f) * n_before).sum(1) <= 0.0).any():
+            if ((face_normals(cand, f) * n_before).sum(1) <= 0.0).any():
                 step *= 0.5
                 continue
         v = cand
@@ -257,7 +245,7 @@ def remesh(
     if not is_closed_manifold(v0, f0, allow_unreferenced=True):
         raise ValueError(f"remesh expects a closed manifold, got {manifold_report(v0, f0)}")
     v0, f0, _ = remove_unreferenced_vertices(v0, f0)
-    orient = np.sign(_signed_volume_np(v0, f0)) or 1.0
+    orient = np.sign(signed_volume_np(v0, f0)) or 1.0
 
     import trimesh
 
@@ -287,7 +275,7 @@ def remesh(
         if is_closed_manifold(v, f_new):
             f = f_new
 
-    if np.sign(_signed_volume_np(v, f)) != orient:
+    if np.sign(signed_volume_np(v, f)) != orient:
         f = f[:, ::-1].copy()
     if not is_closed_manifold(v, f):  # pragma: no cover - guarded above
         raise RuntimeError(f"remesh produced a non-manifold mesh: {manifold_report(v, f)}")

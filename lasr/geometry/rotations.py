@@ -25,6 +25,7 @@ import torch
 
 __all__ = [
     "skew",
+    "broadcast_shapes",
     "axis_angle_to_matrix",
     "matrix_to_axis_angle",
     "quaternion_to_matrix",
@@ -50,7 +51,7 @@ __all__ = [
 _SMALL_ANGLE_SQ = 1e-6
 
 
-def _broadcast_shapes(*shapes: Sequence[int]) -> tuple[int, ...]:
+def broadcast_shapes(*shapes: Sequence[int]) -> tuple[int, ...]:
     """NumPy broadcasting of shapes (``torch.broadcast_shapes`` has a multi-second
     first-call import cost in recent torch, so it is avoided)."""
     n = max((len(s) for s in shapes), default=0)
@@ -304,7 +305,7 @@ def make_transform(rotation: torch.Tensor, translation: torch.Tensor) -> torch.T
         rotation: ``(..., 3, 3)``.
         translation: ``(..., 3)`` (broadcast against ``rotation``'s batch dims).
     """
-    batch = _broadcast_shapes(rotation.shape[:-2], translation.shape[:-1])
+    batch = broadcast_shapes(rotation.shape[:-2], translation.shape[:-1])
     r = rotation.expand(*batch, 3, 3)
     t = translation.expand(*batch, 3)
     top = torch.cat([r, t[..., None]], dim=-1)

@@ -46,6 +46,7 @@ from lasr.geometry.rotations import (
     rotation_6d_to_matrix,
 )
 
+from .groups import PARAM_GROUPS, PER_FRAME
 from .skinning import (
     DEFAULT_TEMPERATURE,
     GaussianBones,
@@ -56,7 +57,7 @@ from .skinning import (
     transforms_about_pivots,
 )
 
-__all__ = ["ArticulatedModel"]
+__all__ = ["ArticulatedModel", "PARAM_GROUPS", "PER_FRAME"]
 
 _ROT_DIMS = {"6d": 6, "axis_angle": 3}
 
@@ -151,11 +152,24 @@ class ArticulatedModel(nn.Module):
         """RMS distance of the rest vertices from the object origin (the shape's scale)."""
         return float(self.rest_verts.detach().norm(dim=-1).square().mean().sqrt())
 
+    def param_groups(self) -> dict[str, dict[str, nn.Parameter]]:
+        """The trainable parameters by group (:data:`PARAM_GROUPS`): ``{group: {name: parameter}}``."""
+        named = dict(self.named_parameters())
+        return {g: {n: named[n] for n in names} for g, names in PARAM_GROUPS.items()}
+
+    def per_frame_parameters(self) -> dict[str, nn.Parameter]:
+        """The parameters with one row per frame, by name."""
+        out = {n: getattr(self, n) for n in PER_FRAME}
+        if self.log_focal.shape[0] > 1:
+            out["log_focal"] = self.log_focal
+        return out
+
     # ------------------------------------------------------------ conversions
     def _rot_to_matrix(self, p: torch.Tensor) -> torch.Tensor:
         return rotation_6d_to_matrix(p) if self.rot_param == "6d" else axis_angle_to_matrix(p)
 
-    def _matrix_to_rot(self, m: torch.Tensor) -> torch.Tensor:
+    def rot_from_matrix(self, m: torch.Tensor) -> torch.Tensor:
+        """``(..., 3, 3)`` rotations in this model's rotation parameters (6D or axis-angle)."""
         return matrix_to_rotation_6d(m) if self.rot_param == "6d" else matrix_to_axis_angle(m)
 
     def _frames(self, frame_ids) -> torch.Tensor:
@@ -276,7 +290,7 @@ class ArticulatedModel(nn.Module):
         w = self.skinning_weights(x)
         g = fit_bone_transforms(x, w, y, iters=iters)  # (N, B, 4, 4)
         rot, tr = decompose_about_pivots(g, self.bone_pivots)
-        self.bone_rot.data[ids] = self._matrix_to_rot(rot).to(self.bone_rot.dtype)
+        self.bone_rot.data[ids] = self.rot_from_matrix(rot).to(self.bone_rot.dtype)
         self.bone_trans.data[ids] = tr.to(self.bone_trans.dtype)
         err = lbs(x, w, self.bone_transforms(ids)) - y
         return err.pow(2).sum(-1).mean(-1).sqrt()

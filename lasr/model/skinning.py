@@ -39,7 +39,7 @@ from torch import nn
 
 from lasr.geometry.kmeans import kmeans
 from lasr.geometry.rotations import (
-    _broadcast_shapes,
+    broadcast_shapes,
     make_transform,
     normalize_quaternion,
     quaternion_to_matrix,
@@ -265,7 +265,7 @@ def weighted_kabsch(
     Returns:
         ``R (..., 3, 3)`` with det +1 and ``t (..., 3)``.
     """
-    batch = _broadcast_shapes(src.shape[:-2], dst.shape[:-2], weights.shape[:-1])
+    batch = broadcast_shapes(src.shape[:-2], dst.shape[:-2], weights.shape[:-1])
     src = src.expand(*batch, *src.shape[-2:])
     dst = dst.expand(*batch, *dst.shape[-2:])
     w = weights.expand(*batch, weights.shape[-1])[..., None]

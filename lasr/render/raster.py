@@ -54,7 +54,7 @@ from . import _raster_cpu
 from .camera import PerspectiveCamera, as_camera
 from .settings import RasterSettings
 
-__all__ = ["Fragments", "rasterize", "choose_bin_size", "project_faces", "use_compiled"]
+__all__ = ["Fragments", "rasterize", "choose_bin_size", "project_faces", "use_compiled", "nonzero_indices"]
 
 
 @dataclass(frozen=True)
@@ -232,7 +232,7 @@ def choose_bin_size(tri: Tensor, valid: Tensor, settings: RasterSettings) -> int
     B, F = tri.shape[:2]
     H, W = settings.image_size
     box, live = _face_boxes(tri, valid, settings)
-    fid = _nonzero(live)
+    fid = nonzero_indices(live)
     b = box.index_select(1, fid)
     row = (fid // F) * H
     return _band_height(_row_pairs(b[2] + row, b[3] + row, b[1] - b[0] + 1, B * H), W, _key_bits(tri.device))
@@ -318,7 +318,7 @@ def ranking_weights(settings: RasterSettings) -> tuple[float, float, str]:
     return a, 1.0 / settings.sigma, settings.rank
 
 
-def _nonzero(mask: Tensor) -> Tensor:
+def nonzero_indices(mask: Tensor) -> Tensor:
     """Flat indices of the true entries (NumPy on CPU: ~10x faster than
     ``torch.nonzero`` there)."""
     if mask.device.type == "cpu":
@@ -506,7 +506,7 @@ def rasterize(
                                      (H, W), K, r2, settings.near, ranking_weights(settings),
                                      [x.numpy() for x in (result.pix_to_face, result.zbuf, result.dists, result.nearest_edge)])
         return result
-    fid = _nonzero(live)  # live faces, flat index b * F + f
+    fid = nonzero_indices(live)  # live faces, flat index b * F + f
     nf = fid.shape[0]
     if nf == 0:
         return result
@@ -541,7 +541,7 @@ def rasterize(
             sel = torch.arange(nf, device=dev)
             cv0, cv1 = gv0, gv1
         else:
-            sel = _nonzero((gv0 < r1) & (gv1 >= r0))
+            sel = nonzero_indices((gv0 < r1) & (gv1 >= r0))
             if sel.numel() == 0:
                 continue
             cv0 = gv0.index_select(0, sel).clamp_min(r0)
@@ -598,7 +598,7 @@ def rasterize(
             sd = torch.copysign(d2, mnl.neg_(), out=mnl)  # signed, negative inside
             cand = torch.le(sd, r2, out=ws.take("cand", shape, torch.bool))  # inside, or within the blur radius
             cand.logical_and_(ary[:Py] < ny_s[f]).logical_and_(arx[:Px] < nx_s[f])  # within the face's box
-            ci = _nonzero(cand)
+            ci = nonzero_indices(cand)
             k = ci.shape[0]
             if k == 0:
                 continue
@@ -629,7 +629,7 @@ def rasterize(
         # another pixel's
         keep = torch.ones(m, dtype=torch.bool, device=dev)
         keep[K:] = lps[K:] != lps[:-K]
-        kk = _nonzero(keep)
+        kk = nonzero_indices(keep)
         j = j.index_select(0, kk)
         lk = lps.index_select(0, kk)
         mk = lk.shape[0]

@@ -34,7 +34,7 @@ import torch.nn.functional as nnf
 from torch import Tensor
 
 from .camera import PerspectiveCamera, as_camera
-from .raster import Fragments, _nonzero
+from .raster import Fragments, nonzero_indices
 from .settings import RasterSettings
 
 __all__ = ["RenderOutput", "blend", "soft_silhouette", "blend_attributes", "render_flow"]
@@ -211,7 +211,7 @@ def blend(
 
     # ---- compact to the covered pixels (valid slots come first) ----
     p2f_all = fragments.pix_to_face.reshape(B * H * W, K)
-    pix = _nonzero(p2f_all[:, 0] >= 0)  # (Np,)
+    pix = nonzero_indices(p2f_all[:, 0] >= 0)  # (Np,)
     p2f = p2f_all.index_select(0, pix)
     valid = p2f >= 0  # (Np, K)
     inside = fragments.dists.reshape(B * H * W, K).index_select(0, pix) >= 0

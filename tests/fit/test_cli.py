@@ -56,21 +56,26 @@ def test_resume_without_checkpoint_is_a_clear_error(tmp_path):
 
 def test_builtin_example_runs_reports_and_renders(tmp_path):
     """`python -m lasr.optimize` with no video: the creature clip is made, fitted (2 steps per
-    stage here), scored against its truth, and its run folder is complete enough for
-    `python -m lasr.render` to find the input frames through .hydra/config.yaml."""
+    stage here), scored against its truth, written to outputs/fast/<time> (the schedule it
+    runs), its rig keyed at the clip's 12 fps, and its run folder is complete enough for
+    `python -m lasr.videos` to find the input frames through .hydra/config.yaml."""
+    from tests.gltf_reader import glb_key_times
+
     env = {**os.environ, "PYTHONPATH": str(ROOT), "LASR_EXAMPLES": str(tmp_path / "examples")}
-    run = tmp_path / "run"
-    cmd = [sys.executable, "-m", "lasr.optimize", f"cache_dir={tmp_path / 'cache'}", f"hydra.run.dir={run}",
+    cmd = [sys.executable, "-m", "lasr.optimize", f"cache_dir={tmp_path / 'cache'}",
            "train.max_steps_per_stage=2", "train.progress=false"]
     r = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
+    (run,) = (tmp_path / "outputs" / "fast").iterdir()
+    times = glb_key_times(run / "final" / "animation.glb")
+    assert len(times) == 32 and abs(times[-1] - 31 / 12) < 1e-6
     out = r.stdout + r.stderr
     assert "mask IoU" in out and "F-score" in out and str(run / "final") in out
     assert "rigid → articulate → refine" in out  # the fast schedule, not the lasr default
     cfg = (run / ".hydra" / "config.yaml").read_text()
     assert "examples/creature/frames" in cfg
     assert len(list((run / "final" / "meshes").glob("*.obj"))) == 32
-    r = subprocess.run([sys.executable, "-m", "lasr.render", f"run={run}", "outputs=overlay", "formats=gif",
+    r = subprocess.run([sys.executable, "-m", "lasr.videos", f"run={run}", "outputs=overlay", "formats=gif",
                         "stills=1", "size=64", "quiet=true"], cwd=tmp_path, env=env, capture_output=True,
                        text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]

@@ -65,3 +65,18 @@ def test_crop_flow_carries_points_between_different_crops():
     ids = torch.tensor([0, 1, 2])
     flow, conf = crops.flow(ids, torch.tensor([1, 1, -1]))
     assert torch.equal(flow[0], crops.flow_fw[0]) and torch.equal(flow[2], crops.flow_bw[1])
+
+
+def test_fps_of_the_processed_frames():
+    from preprocess.layout import Sequence
+
+    from lasr.data import to_video_data
+
+    def seq(meta):
+        n, s = 3, 8
+        z = np.zeros((n - 1, s, s, 2), np.float32)
+        return Sequence(np.zeros((n, s, s, 3), np.uint8), np.ones((n, s, s), bool), z, z, z[..., 0], z[..., 0],
+                        np.arange(n), (s, s), meta)
+
+    assert to_video_data(seq({"source": {"fps": 30.0}, "settings": {"stride": 2}})).fps == 15.0
+    assert to_video_data(seq({"source": {"fps": None}, "settings": {"stride": 1}})).fps is None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from lasr import losses as L
-from lasr.trainer import _distance_maps
+from lasr.data import distance_maps as _distance_maps
 
 
 def _square_mask(size=32, lo=8, hi=24):

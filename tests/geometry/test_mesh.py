@@ -12,11 +12,9 @@ from lasr.geometry.mesh import (
     icosphere,
     is_closed_manifold,
     laplacian_smoothing,
-    load_obj,
     manifold_report,
     normal_consistency,
     remove_unreferenced_vertices,
-    save_obj,
     signed_volume,
     uniform_laplacian,
     vertex_normals,
@@ -207,50 +205,3 @@ def test_manifold_checker_detects_defects():
     assert v8.shape == v.shape and torch.equal(f8, f) and len(kept) == len(v)
     # numpy input
     assert is_closed_manifold(v.numpy(), f.numpy())
-
-
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_obj_round_trip_exact(tmp_path, dtype):
-    g = torch.Generator().manual_seed(0)
-    v = torch.randn(50, 3, generator=g, dtype=torch.float64).to(dtype) * torch.tensor([1e-7, 1.0, 1e5], dtype=dtype)
-    f = torch.randint(0, 50, (80, 3), generator=g)
-    c = torch.rand(50, 3, generator=g, dtype=torch.float64).to(dtype)
-    p = tmp_path / "m.obj"
-    save_obj(p, v, f)
-    v2, f2 = load_obj(p, dtype=dtype)
-    assert torch.equal(v2, v) and torch.equal(f2, f)
-    save_obj(p, v, f, colors=c)
-    v3, f3, c3 = load_obj(p, dtype=dtype, return_colors=True)
-    assert torch.equal(v3, v) and torch.equal(f3, f) and torch.equal(c3, c)
-    vi, fi = icosphere(2, dtype=dtype)
-    save_obj(p, vi, fi)
-    v4, f4, c4 = load_obj(p, dtype=dtype, return_colors=True)
-    assert torch.equal(v4, vi) and torch.equal(f4, fi) and c4 is None
-
-
-def test_load_obj_formats(tmp_path):
-    text = """# comment
-mtllib foo.mtl
-o quad
-v 0 0 0
-v 1 0 0
-v 1 1 0
-v 0 1 0
-v 0.5 0.5 1
-vt 0 0
-vt 1 0
-vn 0 0 1
-usemtl bar
-s off
-f 1/1/1 2/2/1 3/1/1 4/2/1
-f 1//1 2//1 5//1
-f -4/1 -3/2 -1/1
-"""
-    p = tmp_path / "q.obj"
-    p.write_text(text)
-    v, f = load_obj(p)
-    assert v.shape == (5, 3)
-    assert f.tolist() == [[0, 1, 2], [0, 2, 3], [0, 1, 4], [1, 2, 4]]
-    p.write_text("v 0 0 0\nv 1 0 0\nf 1 2 7\n")
-    with pytest.raises(ValueError):
-        load_obj(p)

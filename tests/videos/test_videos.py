@@ -1,4 +1,4 @@
-"""``python -m lasr.render``: overlay, views and turntable of a finished fit (lasr.renders).
+"""``python -m lasr.videos``: overlay, views and turntable of a finished fit.
 
 Every test builds its own tiny run folder (a box, two bones, four frames) with the
 project's writers; no shared data, no network.
@@ -15,15 +15,20 @@ import cv2
 import numpy as np
 import pytest
 
-from lasr import renders as R
+from lasr import videos as R
 from lasr.errors import InputError
-from lasr.geometry.mesh import save_obj
+from lasr.io.final import read_final
+from lasr.io.frames import find_frames
+from lasr.io.obj import write_obj as save_obj
+from lasr.io.video import write_mp4
+from lasr.videos.outputs import BACKGROUND
+from lasr.videos.shading import bone_palette
 
 N = 4  # frames
 SRC = 128  # source frame size recorded in cameras.json
 IMG = 64  # size of the input frames on disk (like a downscaled cache)
 HALF = np.array([1.0, 0.2, 0.4])  # box half extents: long in x, thin in y, medium in z
-BG = np.array(R.BACKGROUND)
+BG = np.array(BACKGROUND)
 
 
 def box(half):
@@ -154,7 +159,7 @@ def test_views_framing_aspect_and_orientation(run, rendered):
     w = [np.ptp(np.nonzero(_fg(p))[1]) for p in (front, back, top)]
     assert max(w) - min(w) <= 0.12 * max(w)
     # bone 0 (x < 0) is on the left from the front and the top, on the right from the back
-    pal = R.bone_palette(2)
+    pal = bone_palette(2)
 
     def side_of_bone(p, b):
         m = _fg(p)
@@ -174,7 +179,7 @@ def test_turntable_first_frame_shows_the_bone_colours(run, rendered):
     assert img.shape == (S, 2 * S, 3)  # skinning colours | fitted colours (rest.obj has colours)
     skin, tex = img[:, :S], img[:, S:]
     m = _fg(skin)
-    pal = R.bone_palette(2)
+    pal = bone_palette(2)
     for b in range(2):
         d = np.linalg.norm(_chroma(skin) - _chroma(pal[b] * 255), axis=-1)
         assert (m & (d < 0.06)).sum() > 0.15 * m.sum(), f"bone {b}'s colour missing"
@@ -218,9 +223,9 @@ def test_stride_fps_and_odd_sizes(run, tmp_path):
 
 
 def test_frames_are_found_through_hydra_cache_and_override(run, tmp_path):
-    rf = R.locate_run(run / "final")  # final/ itself works too
+    rf = read_final(run / "final")  # final/ itself works too
     assert rf.root == run
-    assert "input/frames" in R.find_frames(rf).description  # .hydra: no cache, so the video= folder
+    assert "input/frames" in find_frames(rf).description  # .hydra: no cache, so the video= folder
     # a preprocessing cache (meta.json + frames/) named by .hydra is preferred
     seq = run / "nocache" / "input"
     (seq / "frames").mkdir(parents=True)
@@ -228,7 +233,7 @@ def test_frames_are_found_through_hydra_cache_and_override(run, tmp_path):
         cv2.imwrite(str(seq / "frames" / f"{i:05d}.png"), np.zeros((32, 32, 3), np.uint8))
     (seq / "meta.json").write_text(json.dumps({"frames": [{"index": i, "source_frame": i} for i in range(N)]}))
     try:
-        src = R.find_frames(rf)
+        src = find_frames(rf)
         assert "preprocessing cache" in src.description and src.size == (32, 32)
         assert len(list(src.read(list(range(N))))) == N
     finally:
@@ -237,39 +242,46 @@ def test_frames_are_found_through_hydra_cache_and_override(run, tmp_path):
         shutil.rmtree(run / "nocache")
     # video= override: a video file (source frame numbers)
     vid = tmp_path / "clip.mp4"
-    R.write_mp4(vid, [np.full((IMG, IMG, 3), 10 * i, np.uint8) for i in range(N + 2)], 10)
-    src = R.find_frames(rf, str(vid))
+    write_mp4(vid, [np.full((IMG, IMG, 3), 10 * i, np.uint8) for i in range(N + 2)], 10)
+    src = find_frames(rf, str(vid))
     got = list(src.read([1, 3]))
     assert src.size == (IMG, IMG) and len(got) == 2 and abs(int(got[1].mean()) - 30) <= 3
 
 
-def test_user_errors(tmp_path, capsys):
-    with pytest.raises(SystemExit) as e:
-        R.main([f"run={tmp_path / 'nope'}"])
-    assert e.value.code == 2 and "no such folder" in capsys.readouterr().err
+def test_user_errors(tmp_path):
+    with pytest.raises(InputError, match="no such folder"):
+        R.render_run(tmp_path / "nope")
     r = make_run(tmp_path / "r", hydra=False)
     # no .hydra and no video=: the overlay cannot find its images
     with pytest.raises(InputError, match=r"\.hydra/config\.yaml is missing.*video="):
         R.render_run(r, outputs="overlay", quiet=True)
     (r / "final" / "meshes" / "00002.obj").unlink()
     with pytest.raises(InputError, match=r"00002\.obj is missing.*resume=true"):
-        R.locate_run(r)
+        read_final(r)
     (r / "final" / "cameras.json").unlink()
     with pytest.raises(InputError, match=r"cameras\.json is missing"):
-        R.locate_run(r)
+        read_final(r)
     r2 = make_run(tmp_path / "r2")
     (r2 / "final" / "skeleton.npz").unlink()
     with pytest.raises(InputError, match=r"skeleton\.npz is missing \(the turntable needs it\).*outputs="):
         R.render_run(r2, quiet=True)
     with pytest.raises(InputError, match="outputs=bogus"):
-        R.RenderOptions(outputs="bogus")
-    with pytest.raises(SystemExit) as e:
-        R.main([f"run={r2}", "colour=skin"])
-    assert e.value.code == 2 and "unknown keys ['colour']" in capsys.readouterr().err
+        R.VideoOptions(outputs="bogus")
 
 
 def test_module_entry_point_exits_2_with_the_message(tmp_path):
-    p = subprocess.run([sys.executable, "-m", "lasr.render", f"run={tmp_path / 'missing'}"],
+    p = subprocess.run([sys.executable, "-m", "lasr.videos", f"run={tmp_path / 'missing'}"],
                        capture_output=True, text=True, timeout=120)
     assert p.returncode == 2
     assert p.stderr.startswith("error: run=") and "no such folder" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_keys_are_typed(compose_cfg):
+    from hydra.errors import ConfigCompositionException
+
+    cfg = compose_cfg("run=x", "outputs=views+overlay", "color=texture", config_name="videos")
+    opts = R.VideoOptions.from_config(cfg)
+    assert opts.outputs == ("views", "overlay") and opts.color == "texture" and opts.formats == ("mp4", "gif")
+    for bad in ("colour=skin", "stride=two", "color=purple"):
+        with pytest.raises(ConfigCompositionException, match=bad.split("=")[0]):
+            compose_cfg("run=x", bad, config_name="videos")

@@ -1,4 +1,4 @@
-"""lasr.gltf: the written .glb re-read independently reproduces the LBS posed meshes."""
+"""lasr.io.gltf: the written .glb re-read independently reproduces the LBS posed meshes."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from lasr import gltf as G
+from lasr.io import gltf as G
+from tests import gltf_reader as GR
 from tests.meshes import uv_sphere
 from lasr.model.skinning import lbs
 
@@ -78,14 +79,14 @@ def test_exact_with_at_most_four_bones(tmp_path, B, max_bones):
     path = tmp_path / "m.glb"
     info = G.write_glb(path, d, colors=np.random.default_rng(0).random((len(d["rest_vertices"]), 3)), fps=12)
     assert info["trunc_err_max"] < 1e-6 and info["bone_rigidity_err"] < 1e-6
-    assert G.validate_glb(path) == []
+    assert GR.validate_glb(path) == []
     ref = posed_lbs(d)
     for t in range(ref.shape[0]):
-        got = G.opencv_from_gltf(G.read_glb_and_pose(path, t))
+        got = G.opencv_from_gltf(GR.read_glb_and_pose(path, t))
         err = np.abs(got - ref[t]).max() / diag(ref[t])
         assert err < 1e-5, (t, err)
         # the same key by time
-        got2 = G.opencv_from_gltf(G.read_glb_and_pose(path, time=t / 12))
+        got2 = G.opencv_from_gltf(GR.read_glb_and_pose(path, time=t / 12))
         assert np.abs(got2 - got).max() < 1e-6  # float32 key times
 
 
@@ -116,7 +117,7 @@ def test_dense_weights_top4_truncation_small(tmp_path):
     ref = posed_lbs(d)
     errs = []
     for t in range(ref.shape[0]):
-        got = G.opencv_from_gltf(G.read_glb_and_pose(path, t))
+        got = G.opencv_from_gltf(GR.read_glb_and_pose(path, t))
         errs.append(np.linalg.norm(got - ref[t], axis=1).max() / diag(d["rest_vertices"]))
     print(f"top-4 truncation: max {max(errs):.2e} of the rest bbox diagonal; writer reports "
           f"{info['trunc_err_max']:.2e} (mean {info['trunc_err_mean']:.2e}), min top-4 mass {info['top4_mass_min']:.4f}")
@@ -140,7 +141,7 @@ def test_structure(tmp_path):
     assert (magic, version, length) == (b"glTF", 2, len(raw)) and len(raw) % 4 == 0
     jlen = struct.unpack_from("<I", raw, 12)[0]
     doc = json.loads(raw[20:20 + jlen])
-    assert G.validate_glb(path) == []
+    assert GR.validate_glb(path) == []
 
     prim = doc["meshes"][0]["primitives"][0]
     acc = doc["accessors"]
@@ -152,7 +153,7 @@ def test_structure(tmp_path):
     for bv in doc["bufferViews"]:
         assert bv["byteOffset"] % 4 == 0
 
-    arr = G.read_glb_arrays(path)
+    arr = GR.read_glb_arrays(path)
     assert np.allclose(arr["COLOR_0"], 0.5) and np.array_equal(arr["indices"], d["faces"])
     assert arr["JOINTS_0"].max() < 5 and np.allclose(arr["WEIGHTS_0"].sum(1), 1, atol=1e-6)
     skin = doc["skins"][0]
@@ -174,8 +175,8 @@ def test_structure(tmp_path):
     assert abs(cam["yfov"] - 2 * np.arctan(240 / 310)) < 1e-9
 
     # without animation the nodes' static TRS show frame 0
-    static = G.opencv_from_gltf(G.read_glb_and_pose(path))
-    assert np.abs(static - G.opencv_from_gltf(G.read_glb_and_pose(path, 0))).max() < 1e-6
+    static = G.opencv_from_gltf(GR.read_glb_and_pose(path))
+    assert np.abs(static - G.opencv_from_gltf(GR.read_glb_and_pose(path, 0))).max() < 1e-6
 
     # pygltflib and trimesh both open it
     import trimesh
@@ -190,14 +191,14 @@ def test_object_frame_and_interpolation(tmp_path):
     G.write_glb(path, d, include_root=False, fps=2)
     ref = posed_lbs(d, use_root=False)
     for t in range(3):
-        got = G.opencv_from_gltf(G.read_glb_and_pose(path, t))
+        got = G.opencv_from_gltf(GR.read_glb_and_pose(path, t))
         assert np.abs(got - ref[t]).max() / diag(ref[t]) < 1e-5
     # halfway between keys: LINEAR translations, slerped rotations -> between the two poses
-    mid = G.opencv_from_gltf(G.read_glb_and_pose(path, time=0.25))
+    mid = G.opencv_from_gltf(GR.read_glb_and_pose(path, time=0.25))
     a, b = ref[0], ref[1]
     assert np.linalg.norm(mid - 0.5 * (a + b), axis=1).max() < np.linalg.norm(a - b, axis=1).max()
     # past the last key: clamped
-    assert np.allclose(G.read_glb_and_pose(path, time=99.0), G.read_glb_and_pose(path, 2))
+    assert np.allclose(GR.read_glb_and_pose(path, time=99.0), GR.read_glb_and_pose(path, 2))
 
 
 def test_translation_only_interpolates_linearly(tmp_path):
@@ -207,7 +208,7 @@ def test_translation_only_interpolates_linearly(tmp_path):
     d["root_translations"] = np.array([[0, 0, 4.0], [1.0, -2.0, 6.0]])
     path = tmp_path / "t.glb"
     G.write_glb(path, d, fps=1)
-    got = G.opencv_from_gltf(G.read_glb_and_pose(path, time=0.25))
+    got = G.opencv_from_gltf(GR.read_glb_and_pose(path, time=0.25))
     assert np.allclose(got, d["rest_vertices"] + [0.25, -0.5, 4.5], atol=1e-5)
 
 
@@ -220,7 +221,7 @@ def test_npz_path_and_torch_inputs(tmp_path):
                 colors=torch.rand(len(d["rest_vertices"]), 3))
     ref = posed_lbs(d)
     for name in ("a.glb", "b.glb"):
-        got = G.opencv_from_gltf(G.read_glb_and_pose(tmp_path / name, 1))
+        got = G.opencv_from_gltf(GR.read_glb_and_pose(tmp_path / name, 1))
         assert np.abs(got - ref[1]).max() / diag(ref[1]) < 2e-5  # float32 npz inputs
     with pytest.raises(KeyError):
         G.write_glb(tmp_path / "c.glb", {"rest_vertices": d["rest_vertices"]})
@@ -233,9 +234,9 @@ def test_quaternion_roundtrip_near_pi():
     axes = rng.normal(size=(200, 3))
     angles = np.concatenate([rng.uniform(0, np.pi, 150), np.pi - rng.uniform(0, 1e-6, 50)])
     R = rotvec_to_matrix(axes / np.linalg.norm(axes, axis=1, keepdims=True) * angles[:, None])
-    q = G._quat_from_matrix(R)
+    q = G.quat_from_matrix(R)
     assert np.allclose(np.linalg.norm(q, axis=1), 1)
-    assert np.abs(G._matrix_from_quat(q) - R).max() < 1e-9
+    assert np.abs(G.matrix_from_quat(q) - R).max() < 1e-9
 
 
 def test_top_k_weights():

@@ -1,0 +1,401 @@
+"""The coarse-to-fine fit: the stage loop, its steps, hypotheses and restarts.
+
+A :class:`Fitter` owns the model, the observations and where the fit stands. Each stage
+(``conf/stages/NAME.yaml``) may change the structure (:mod:`.structure`) and the crop
+resolution, may first try several root-rotation hypotheses and keep the one with the
+lowest loss over all frames (LASR's viewpoint ambiguity), then runs ``iters`` steps of
+the objective (:mod:`.objective`) with the stage's optimizer (:mod:`.optimizer`).
+Restart windows (:mod:`.schedule`) repeat stages and keep the best run.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from ..data import VideoData, distance_maps, full_intrinsics, make_crops
+from ..errors import LasrError
+from ..geometry.mesh import edges_unique, face_pairs, icosphere
+from ..geometry.symmetry import mirror_index
+from ..model.articulated import ArticulatedModel
+from . import objective as O
+from .checkpoint import load_checkpoint, save_checkpoint
+from .logger import FitLogger
+from .metrics import full_frame_iou
+from .optimizer import build_optimizer, cosine_factor, lazy_step, set_lr_factor
+from .panels import render_panels
+from .schedule import Restarts, capped, hypothesis_rotations, restart_windows, stage_turn, turn_rotations
+from .structure import change_structure
+
+__all__ = ["Fitter", "StageResult"]
+
+log = logging.getLogger("lasr")
+
+
+@dataclass
+class StageResult:
+    name: str
+    seconds: float
+    iou_before_change: Optional[float] = None
+    iou_after_change: Optional[float] = None
+    hypothesis_losses: list = field(default_factory=list)
+    final_terms: dict = field(default_factory=dict)
+
+
+class Fitter:
+    """Fits an :class:`ArticulatedModel` to one video.
+
+    Args:
+        cfg: the composed config (``stages``, ``model``, ``train``).
+        data: the observations (:class:`lasr.data.VideoData`).
+        run_dir: where checkpoints go (``run_dir/ckpt``).
+        device: torch device.
+        writer: an optional TensorBoard ``SummaryWriter`` (injected, never global).
+    """
+
+    def __init__(self, cfg, data: VideoData, run_dir: Path, device: torch.device, writer=None):
+        self.cfg = cfg
+        self.data = data
+        self.ckpt_dir = Path(run_dir) / "ckpt"
+        self.device = device
+        self.logger = FitLogger(writer, cfg.train.log_every, cfg.train.image_every)
+        self.stages = list(cfg.stages.items())
+        if not self.stages:
+            raise LasrError("the schedule has no stages: choose one with stages=lasr|fast|rigid")
+        self.restarts = Restarts(restart_windows(self.stages))
+        self.global_step = self.stage_index = self.stage_step = 0
+        self.results: list[StageResult] = []
+        self.last_good_checkpoint: Optional[Path] = None
+        self.model = self._init_model().to(device)
+        self.mirror = mirror_index(self.model.rest_verts.detach().cpu()).to(device)
+        self.crops = self.dist = self.optimizer = None
+        self.on_step: Optional[Callable[["Fitter", dict], None]] = None  # called after every counted step
+        self._set_topology()
+
+    # ------------------------------------------------------------------ set-up
+    def _init_model(self) -> ArticulatedModel:
+        m = self.cfg.model
+        V, F = icosphere(m.subdivisions)
+        model = ArticulatedModel(V, F, self.data.num_frames, num_bones=1, rot_param=m.rot_param, focal=m.focal,
+                                 per_frame_focal=m.per_frame_focal, temperature=m.skinning_temperature,
+                                 seed=self.cfg.train.seed)
+        with torch.no_grad():  # the unit sphere projects onto each frame's mask box
+            K = full_intrinsics(model.focal().detach().cpu(), self.data.image_size)  # (T,4)
+            boxes = self.data.boxes
+            z = K[:, 0] / (boxes[:, 2] / (2 * m.crop_scale))
+            x = (boxes[:, 0] - K[:, 2]) * z / K[:, 0]
+            y = (boxes[:, 1] - K[:, 3]) * z / K[:, 1]
+            model.root_trans.copy_(torch.stack([x, y, z], -1))
+        return model
+
+    @property
+    def depth_scale(self) -> float:
+        return float(self.model.root_trans[:, 2].detach().abs().mean())
+
+    def _set_topology(self) -> None:
+        self.topology = (edges_unique(self.model.faces), face_pairs(self.model.faces))
+
+    def prepare_crops(self, stage) -> None:
+        if self.crops is None or self.crops.res != stage.resolution:
+            self.crops = make_crops(self.data, stage.resolution).to(self.device)
+            self.dist = distance_maps(self.crops.mask).to(self.device)
+
+    def _new_optimizer(self, stage) -> None:
+        self.optimizer = build_optimizer(self.model, stage, self.cfg.model.lr_scale, self.depth_scale)
+
+    # ------------------------------------------------------------------ the objective
+    def losses(self, stage, ids: torch.Tensor, direction: torch.Tensor) -> tuple[dict, dict]:
+        """Loss terms (name -> scalar) and diagnostics of a batch (:func:`.objective.batch_terms`)."""
+        return O.batch_terms(self.model, stage, self.crops, self.dist, self.topology, self.mirror, ids, direction,
+                             self.data.image_size, self.depth_scale)
+
+    @torch.no_grad()
+    def objective(self, stage) -> float:
+        """The stage's weighted loss over every frame (each with the next one, the last
+        with the one before), in chunks of the batch size: a deterministic score that
+        compares hypotheses, where the loss of the last random batches would mostly
+        compare the batches."""
+        T = self.data.num_frames
+        ids = torch.arange(T, device=self.device)
+        direction = O.pair_direction(ids, torch.ones_like(ids), T)
+        n = max(1, stage.batch_size)
+        total = 0.0
+        for chunk, chunk_dir in zip(ids.split(n), direction.split(n)):
+            terms, _ = self.losses(stage, chunk, chunk_dir)
+            total += float(O.weighted_total(terms, stage.weights)) * len(chunk)
+        return total / T
+
+    def full_frame_iou(self, ids: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """(N,) hard mask IoU of the model against the observed full-frame masks."""
+        return full_frame_iou(self.model, self.data, ids)
+
+    # ------------------------------------------------------------------ steps
+    def _sample(self, batch_size: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        T = self.data.num_frames
+        ids = torch.randperm(T, generator=gen)[: min(batch_size, T)]
+        preferred = torch.where(torch.rand(len(ids), generator=gen) < 0.5, -1, 1)
+        return ids.to(self.device), O.pair_direction(ids, preferred, T).to(self.device)
+
+    def _check_finite(self, terms: dict, stage_name: str) -> None:
+        for name, value in terms.items():
+            if not torch.isfinite(value):
+                where = self.last_good_checkpoint or "none yet"
+                raise LasrError(
+                    f"the loss became {value.item()} at stage '{stage_name}', step {self.stage_step} "
+                    f"(global step {self.global_step}), in the term '{name}'. Last good checkpoint: {where}. "
+                    f"Lower stages.{stage_name}.lr or that term's weight, then resume=true."
+                )
+
+    def _run_steps(self, stage, name: str, n: int, gen: torch.Generator, bar: Optional[tqdm] = None,
+                   on_step: Optional[Callable] = None, before_step: Optional[Callable] = None) -> dict:
+        """``n`` optimizer steps; returns the mean of the last steps' terms."""
+        recent: list[dict] = []
+        for _ in range(n):
+            if before_step:
+                before_step()
+            ids, direction = self._sample(stage.batch_size, gen)
+            terms, diag = self.losses(stage, ids, direction)
+            self._check_finite(terms, name)
+            total = O.weighted_total(terms, stage.weights)
+            self.optimizer.zero_grad(set_to_none=True)
+            total.backward()
+            lazy_step(self.optimizer, self.model, torch.cat([ids, ids + direction]))
+            rec = {k: float(v.detach()) for k, v in terms.items()}
+            rec.update({k: float(v) for k, v in diag.items()})
+            rec["total"] = float(total.detach())
+            recent = (recent + [rec])[-10:]
+            if on_step:
+                on_step(rec)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{rec['total']:.4f}", iou=f"{rec['iou']:.3f}")
+        return {k: float(np.mean([r[k] for r in recent])) for k in recent[0]} if recent else {}
+
+    def _after_step(self, stage, rec: dict) -> None:
+        """Count the step; log it, draw panels and checkpoint when due."""
+        self.stage_step += 1
+        self.global_step += 1
+        step = self.global_step
+        if self.logger.wants_scalars(step):
+            self.logger.step(step, rec, {g["name"]: g["lr"] for g in self.optimizer.param_groups},
+                             float(self.model.focal()[0].detach()))
+        if self.logger.wants_panels(step):
+            T = self.data.num_frames
+            ids = torch.linspace(0, T - 2, min(4, T - 1)).round().long().to(self.device)
+            K = O.crop_cameras(self.model, torch.cat([ids, ids + 1]), self.crops, self.data.image_size)
+            self.logger.panels(step, render_panels(self.model, self.crops, K, ids, O.stage_settings(stage)))
+        every = self.cfg.train.checkpoint_every
+        if every and step % every == 0:
+            self.save_checkpoint("last.pt")
+        if self.on_step is not None:
+            self.on_step(self, rec)
+
+    def _hypotheses(self, stage, name: str, gen: torch.Generator, bar: tqdm, turning: torch.Tensor) -> list[float]:
+        """Try ``stage.hypotheses`` root rotations, each turning by the (T,3,3) ``turning``
+        (:func:`.schedule.turn_rotations`); keep the best state in place."""
+        start = copy.deepcopy(self.model.state_dict())
+        rotations = hypothesis_rotations(stage.hypotheses).to(self.device)
+        steps = capped(stage.hypothesis_iters, self.cfg.train.max_steps_per_stage)
+        best, best_state, scores = math.inf, None, []
+        for h, R in enumerate(rotations):
+            self.model.load_state_dict(start)
+            with torch.no_grad():
+                self.model.root_rot.copy_(self.model.rot_from_matrix(turning @ R))
+            self._new_optimizer(stage)
+            bar.set_description(f"{name} hypothesis {h + 1}/{len(rotations)}")
+            self._run_steps(stage, name, steps, gen, bar)
+            score = self.objective(stage)
+            scores.append(score)
+            self.logger.scalar(f"hypotheses/{name}", score, h)
+            if score < best:
+                best, best_state = score, copy.deepcopy(self.model.state_dict())
+        self.model.load_state_dict(best_state)
+        log.info("stage %s: hypothesis losses %s -> kept #%d", name, [round(s, 4) for s in scores],
+                 int(np.argmin(scores)) + 1)
+        return scores
+
+    # ------------------------------------------------------------------ stages
+    def fit(self, on_stage_end: Optional[Callable[["Fitter", StageResult], None]] = None,
+            on_step: Optional[Callable[["Fitter", dict], None]] = None) -> list[StageResult]:
+        """Run (or continue) the schedule with its restart windows: the stages of a window
+        run ``restarts`` times, the run with the best full-frame mask IoU is kept, and the
+        schedule goes on from it.
+
+        Args:
+            on_stage_end: called with the fitter and the :class:`StageResult` after each stage.
+            on_step: called with the fitter and the step's loss terms after each step of a
+                stage's main loop (after its checkpoint, when one is due).
+        """
+        if on_step is not None:
+            self.on_step = on_step
+        rs = self.restarts
+        while rs.current is not None:
+            win = rs.current
+            self._fit_stages(on_stage_end, win.last)
+            name = self.stages[win.first][0]
+            iou = float(self.full_frame_iou().mean())
+            log.info("%s restart %d/%d: full-frame mask IoU %.4f", name, rs.restart + 1, win.count, iou)
+            self.logger.scalar(f"restarts/{name}_iou", iou, rs.restart)
+            if rs.best is None or iou > rs.best[0]:
+                rs.best = (iou, self._snapshot())
+            rs.restart += 1
+            if rs.restart < win.count:
+                self._restore(rs.branch)  # the state at the window's start; the step count goes on
+                continue
+            best_iou, best = rs.best
+            self._restore(best)
+            stage = self.stages[win.first][1]
+            kept = {"stage": name, "restart": best["restart"] + 1, "of": win.count, "mask_iou": best_iou,
+                    "turn": stage_turn(stage, best["restart"])}
+            turn_note = f"root turn {kept['turn']:g} degrees, " if len(stage.turns) > 1 else ""
+            log.info("%s: kept restart %d of %d (%smask IoU %.4f)", name, kept["restart"], win.count, turn_note,
+                     best_iou)
+            rs.kept.append(kept)
+            rs.window, rs.restart, rs.branch, rs.best = rs.window + 1, 0, None, None
+            self.save_checkpoint("last.pt")
+        self._fit_stages(on_stage_end, len(self.stages) - 1)
+        return self.results
+
+    def _fit_stages(self, on_stage_end, last: int) -> None:
+        """Run the stages from ``self.stage_index`` (continuing a stage at ``self.stage_step``)
+        through stage ``last``."""
+        if self.stage_index > last:
+            return
+        rs, seed = self.restarts, self.cfg.train.seed
+        gen = torch.Generator().manual_seed(seed + self.global_step)
+        random.seed(seed + rs.restart)
+        self.model.seed = seed + rs.restart  # k-means of new bones
+        for si in range(self.stage_index, last + 1):
+            name, stage = self.stages[si]
+            resuming = si == self.stage_index and self.stage_step > 0
+            self.stage_index = si
+            if rs.starts(si) and not resuming and rs.branch is None:
+                rs.branch = self._snapshot()
+            t0 = time.perf_counter()
+            result = StageResult(name, 0.0)
+            self.prepare_crops(stage)
+            if not resuming:
+                change = change_structure(self.model, stage, self.cfg.train.distill_steps,
+                                          lambda: float(self.full_frame_iou().mean()))
+                if change.remeshed:
+                    self.mirror = None  # a remeshed surface is no longer vertex-symmetric
+                result.iou_before_change, result.iou_after_change = change.iou_before, change.iou_after
+                if change.iou_before is not None:
+                    log.info("stage %s: mask IoU %.4f before the change, %.4f after", name, change.iou_before,
+                             change.iou_after)
+            self._set_topology()
+            iters = capped(stage.iters, self.cfg.train.max_steps_per_stage)
+            hyp_steps = 0
+            if stage.hypotheses > 1 and not resuming:
+                hyp_steps = capped(stage.hypothesis_iters, self.cfg.train.max_steps_per_stage) * stage.hypotheses
+            self.logger.stage_start(self.global_step, si, stage.num_bones, self.model.faces.shape[0],
+                                    result.iou_before_change, result.iou_after_change)
+            desc = f"stage {si + 1}/{len(self.stages)} {name}"
+            if rs.running(si):
+                desc += f" (restart {rs.restart + 1}/{rs.current.count})"
+            turning = self._start_turn(stage, name, rs.restart if rs.starts(si) else 0, resuming, hyp_steps > 0)
+            with tqdm(total=hyp_steps + iters, initial=self.stage_step if resuming else 0,
+                      desc=desc, unit="step", disable=not self.cfg.train.progress) as bar:
+                if hyp_steps:
+                    result.hypothesis_losses = self._hypotheses(stage, name, gen, bar, turning)
+                    bar.set_description(desc)
+                if not resuming or self.optimizer is None:
+                    self._new_optimizer(stage)
+                result.final_terms = self._run_steps(
+                    stage, name, iters - self.stage_step, gen, bar, lambda rec: self._after_step(stage, rec),
+                    before_step=lambda: set_lr_factor(self.optimizer,
+                                                      cosine_factor(self.stage_step, iters, stage.lr_final)))
+            result.seconds = time.perf_counter() - t0
+            self.results.append(result)
+            self.stage_index, self.stage_step = si + 1, 0
+            tag = f"_r{rs.restart}" if rs.running(si) else ""
+            self.save_checkpoint(f"stage{si:02d}_{name}{tag}.pt")
+            if on_stage_end:
+                on_stage_end(self, result)
+
+    def _start_turn(self, stage, name: str, restart: int, resuming: bool, hypotheses: bool) -> torch.Tensor:
+        """The (T,3,3) root turn this stage starts from (``StageConfig.turns``); without
+        hypotheses it is applied to the root rotations here, else to each hypothesis."""
+        turn = stage_turn(stage, restart)
+        turning = turn_rotations(self.data.num_frames, turn).to(self.device)
+        if turn and not resuming:
+            log.info("stage %s: root turning by %g degrees over the clip", name, turn)
+            self.logger.scalar("restarts/turn", turn, self.restarts.restart)
+            if not hypotheses:
+                with torch.no_grad():
+                    R, _ = self.model.root_transforms()
+                    self.model.root_rot.copy_(self.model.rot_from_matrix(turning @ R))
+        return turning
+
+    # ------------------------------------------------------------------ checkpoints
+    def state(self) -> dict:
+        m = self.model
+        return {
+            "model": m.state_dict(),
+            "structure": {"num_verts": m.num_verts, "num_faces": int(m.faces.shape[0]), "num_bones": m.num_bones},
+            "optimizer": self.optimizer.state_dict() if self.optimizer is not None else None,
+            "stage_index": self.stage_index,
+            "stage_step": self.stage_step,
+            "global_step": self.global_step,
+            "stage_names": [n for n, _ in self.stages],
+            "results": [r.__dict__ for r in self.results],
+            "mirror": self.mirror,
+            **self.restarts.state(),
+        }
+
+    def _snapshot(self) -> dict:
+        """The fit's state without the optimizer's (a restart starts a fresh optimizer)."""
+        state = copy.deepcopy({k: v for k, v in self.state().items() if k not in ("optimizer", "branch", "best")})
+        state["optimizer"] = None
+        return state
+
+    def _restore(self, state: dict) -> None:
+        """Load a :meth:`state` or :meth:`_snapshot` into the model and the stage position
+        (the global step and the restart bookkeeping stay)."""
+        sd = state["model"]
+        m = self.model
+        if sd["rest_verts"].shape != m.rest_verts.shape or sd["faces"].shape != m.faces.shape:
+            m.set_rest_shape(sd["rest_verts"], sd["faces"], sd["colors"])
+        if state["structure"]["num_bones"] != m.num_bones:
+            m.set_num_bones(state["structure"]["num_bones"])
+        m.load_state_dict(sd)
+        self.stage_index = state["stage_index"]
+        self.stage_step = state["stage_step"]
+        self.results = [StageResult(**r) for r in state["results"]]
+        self.mirror = state["mirror"]
+        self.optimizer = None
+
+    def save_checkpoint(self, filename: str) -> Path:
+        path = self.ckpt_dir / filename
+        self.last_good_checkpoint = save_checkpoint(self.state(), self.ckpt_dir, filename)
+        return path
+
+    def load_checkpoint(self, path: Path) -> None:
+        state = load_checkpoint(path, self.device)
+        names = [n for n, _ in self.stages]
+        if state["stage_names"] != names:
+            raise LasrError(f"{path} was written by a schedule with stages {state['stage_names']}, "
+                            f"not {names}: resume with the same stages=... as the interrupted run")
+        self._restore(state)
+        self.global_step = state["global_step"]
+        self.restarts.load(state)
+        self.last_good_checkpoint = path
+        if self.stage_index < len(self.stages) and self.stage_step > 0:
+            stage = self.stages[self.stage_index][1]
+            self.prepare_crops(stage)
+            self._new_optimizer(stage)
+            if state["optimizer"] is not None:
+                try:
+                    self.optimizer.load_state_dict(state["optimizer"])
+                except ValueError:
+                    log.warning("optimizer state in %s does not fit; continuing with a fresh optimizer", path)

@@ -1,0 +1,136 @@
+"""The schedule read from the config alone: stages, restart windows, root hypotheses, turns.
+
+A schedule (``conf/stages/NAME.yaml``) is an ordered mapping of stages. A stage that sets
+``restarts > 1`` opens a *restart window*: the stages from it through its
+``restart_until`` (default: the last) run ``restarts`` times from the state at the
+window's start, and the run with the best full-frame mask IoU goes on. Windows may not
+overlap. :class:`Restarts` is where a fit stands in them.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Optional
+
+import torch
+
+from ..errors import LasrError
+from ..geometry.rotations import axis_angle_to_matrix
+
+__all__ = ["Window", "Restarts", "restart_windows", "hypothesis_rotations", "turn_rotations", "stage_turn", "capped"]
+
+
+@dataclass(frozen=True)
+class Window:
+    """Stages ``first..last`` (indices) run ``count`` times."""
+
+    first: int
+    last: int
+    count: int
+
+
+def restart_windows(stages: list[tuple[str, object]]) -> list[Window]:
+    """The restart windows of ``[(name, StageConfig), ...]`` in order; validates
+    ``restarts``, ``restart_until`` and ``turns`` with errors that name the fix."""
+    names = [n for n, _ in stages]
+    windows = []
+    for i, (name, st) in enumerate(stages):
+        n = int(st.restarts)
+        if n < 1:
+            raise LasrError(f"stages.{name}.restarts must be >= 1, got {n}")
+        until = st.restart_until
+        if until is not None and (until not in names or names.index(until) < i):
+            raise LasrError(f"stages.{name}.restart_until={until!r} is not a stage at or after it; "
+                            f"stages: {', '.join(names)}")
+        if n > 1:
+            windows.append(Window(i, len(names) - 1 if until is None else names.index(until), n))
+        n_turns = len(st.turns)
+        if n_turns == 0:
+            raise LasrError(f"stages.{name}.turns is empty: give at least one turn in degrees, e.g. [0]")
+        if n_turns > n:
+            raise LasrError(f"stages.{name}.turns has {n_turns} turns, each tried as one restart: "
+                            f"set stages.{name}.restarts to at least {n_turns}")
+    for a, b in zip(windows, windows[1:]):
+        if b.first <= a.last:
+            raise LasrError(f"stages.{names[a.first]}.restarts repeats the stages through {names[a.last]}, which "
+                            f"overlaps the restarts of stages.{names[b.first]}: set "
+                            f"stages.{names[a.first]}.restart_until to a stage before {names[b.first]}")
+    return windows
+
+
+@dataclass
+class Restarts:
+    """Where a fit stands in its restart windows.
+
+    Attributes:
+        windows: all windows, in order; window: the one now running (or next).
+        restart: the restart now running in it.
+        branch: the fit's state at the window's start (each restart starts from it).
+        best: ``(mask IoU, state)`` of the best finished restart of the window.
+        kept: each finished window's kept restart (stage, restart, of, mask_iou, turn).
+    """
+
+    windows: list[Window]
+    window: int = 0
+    restart: int = 0
+    branch: Optional[dict] = None
+    best: Optional[tuple[float, dict]] = None
+    kept: list[dict] = field(default_factory=list)
+
+    @property
+    def current(self) -> Optional[Window]:
+        return self.windows[self.window] if self.window < len(self.windows) else None
+
+    def running(self, si: int) -> bool:
+        """Whether stage ``si`` belongs to the window now running."""
+        w = self.current
+        return w is not None and w.first <= si <= w.last
+
+    def starts(self, si: int) -> bool:
+        """Whether stage ``si`` is the first of the window now running."""
+        return self.running(si) and self.current.first == si
+
+    def state(self) -> dict:
+        return {"window": self.window, "kept": self.kept, "restart": self.restart, "branch": self.branch,
+                "best": self.best}
+
+    def load(self, state: dict) -> None:
+        self.window, self.restart = state.get("window", 0), state.get("restart", 0)
+        self.kept, self.branch, self.best = state.get("kept", []), state.get("branch"), state.get("best")
+
+
+def hypothesis_rotations(n: int, dtype=torch.float32) -> torch.Tensor:
+    """(n,3,3) root-rotation hypotheses: azimuths around the camera's vertical axis,
+    on two elevation rings (±25°) when ``n > 8``."""
+    if n <= 1:
+        return torch.eye(3, dtype=dtype)[None]
+    rings = [0.0] if n <= 8 else [-25.0, 25.0]
+    per = math.ceil(n / len(rings))
+    out = []
+    for k in range(n):
+        ring = rings[k // per]
+        az = 2 * math.pi * (k % per) / per + (math.pi / per if ring > 0 else 0.0)
+        ry = axis_angle_to_matrix(torch.tensor([0.0, az, 0.0], dtype=torch.float64))
+        rx = axis_angle_to_matrix(torch.tensor([math.radians(ring), 0.0, 0.0], dtype=torch.float64))
+        out.append((rx @ ry).to(dtype))
+    return torch.stack(out)
+
+
+def turn_rotations(num_frames: int, degrees: float, dtype=torch.float32) -> torch.Tensor:
+    """(T,3,3) rotations about the camera's vertical axis, from 0 at the first frame to
+    ``degrees`` at the last at a constant rate: a turn hypothesis (``StageConfig.turns``)."""
+    frac = torch.arange(num_frames, dtype=torch.float64) / max(num_frames - 1, 1)
+    axis_angle = torch.zeros(num_frames, 3, dtype=torch.float64)
+    axis_angle[:, 1] = math.radians(degrees) * frac
+    return axis_angle_to_matrix(axis_angle).to(dtype)
+
+
+def stage_turn(stage, restart: int) -> float:
+    """The root turn (degrees over the clip) restart ``restart`` of ``stage`` starts from."""
+    return float(stage.turns[restart % len(stage.turns)])
+
+
+def capped(n: int, cap: Optional[int]) -> int:
+    """``n`` steps, at most ``cap`` (``train.max_steps_per_stage``) when set."""
+    return n if cap is None else min(n, cap)

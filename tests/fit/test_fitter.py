@@ -1,0 +1,251 @@
+"""lasr.fit.fitter: the stage loop recovers a known scene; resume, restarts, turns, NaN."""
+
+import pytest
+import torch
+
+import lasr.losses as L
+from lasr.errors import LasrError
+from lasr.fit import Fitter, fitter as fitter_module
+from lasr.fit.schedule import turn_rotations
+
+from .synth import ellipsoid_scene
+
+ONE_RIGID = ("stages.rigid.restarts=1", "stages.rigid.turns=[0]")  # fast without its rigid restarts (turns)
+
+
+def test_synthetic_scene_is_recovered(compose_cfg, tmp_path):
+    torch.manual_seed(0)
+    data, true_verts, _, _ = ellipsoid_scene(T=8, size=128)
+    cfg = compose_cfg("stages=rigid", "stages.rigid.iters=150", "stages.rigid.hypotheses=1",
+                      "stages.refine.iters=60", "stages.refine.resolution=64", "train.progress=false")
+    fitter = Fitter(cfg, data, tmp_path, torch.device("cpu"))
+    before = fitter.full_frame_iou().mean()
+    fitter.fit()
+    iou = fitter.full_frame_iou()
+    assert before < 0.8 and iou.mean() >= 0.9 and iou.min() >= 0.85, (before, iou)
+
+
+def _interrupted_fit(cfg, data, run_dir, at_step: int) -> Fitter:
+    """A fit stopped by an exception right after global step ``at_step`` (as Ctrl-C would)."""
+
+    class Stop(Exception):
+        pass
+
+    fitter = Fitter(cfg, data, run_dir, torch.device("cpu"))
+
+    def interrupt(f, rec):
+        if f.global_step == at_step:
+            raise Stop
+
+    with pytest.raises(Stop):
+        fitter.fit(on_step=interrupt)
+    return fitter
+
+
+def test_resume_continues_where_it_stopped(compose_cfg, tmp_path):
+    data, *_ = ellipsoid_scene(T=4, size=48)
+    cfg = compose_cfg("stages=fast", *ONE_RIGID, "train.max_steps_per_stage=4", "train.checkpoint_every=1",
+                      "train.progress=false", "stages.rigid.hypotheses=1", "stages.articulate.restarts=1")
+
+    first = _interrupted_fit(cfg, data, tmp_path, at_step=6)  # stage 2, step 2
+    snapshot = {k: v.clone() for k, v in first.model.state_dict().items()}
+
+    second = Fitter(cfg, data, tmp_path, torch.device("cpu"))
+    second.load_checkpoint(tmp_path / "ckpt" / "last.pt")
+    assert (second.stage_index, second.stage_step, second.global_step) == (1, 2, 6)
+    assert second.model.num_bones == cfg.stages.articulate.num_bones
+    for k, v in second.model.state_dict().items():
+        assert torch.equal(v, snapshot[k]), k
+    results = second.fit()
+    assert [r.name for r in results] == ["rigid", "articulate", "refine"]
+    assert second.global_step == 12
+
+
+def test_nan_loss_stops_with_step_term_and_checkpoint(compose_cfg, tmp_path, monkeypatch):
+    data, *_ = ellipsoid_scene(T=4, size=48)
+    cfg = compose_cfg("stages=rigid", "train.max_steps_per_stage=3", "train.progress=false",
+                      "stages.rigid.hypotheses=1")
+    real = L.flow_loss
+    calls = {"n": 0}
+
+    def sometimes_nan(*a, **k):
+        calls["n"] += 1
+        return real(*a, **k) * (float("nan") if calls["n"] == 5 else 1.0)
+
+    monkeypatch.setattr(L, "flow_loss", sometimes_nan)
+    fitter = Fitter(cfg, data, tmp_path, torch.device("cpu"))
+    with pytest.raises(LasrError, match=r"stage 'refine', step 1 .*term 'flow'.*ckpt/last\.pt"):
+        fitter.fit()
+
+
+def test_restarts_keep_the_best_run(compose_cfg, tmp_path):
+    """The schedule from the restart stage on runs `restarts` times, each from the state at
+    that stage's start with its own seed; the run with the best mask IoU is the result."""
+    data, *_ = ellipsoid_scene(T=4, size=48)
+    cfg = compose_cfg("stages=fast", *ONE_RIGID, "train.max_steps_per_stage=3", "train.progress=false",
+                      "stages.rigid.hypotheses=1", "stages.articulate.restarts=3")
+    fitter = Fitter(cfg, data, tmp_path, torch.device("cpu"))
+    ends = []
+
+    def on_stage_end(f, res):
+        if res.name == "rigid":
+            ends.append(("rigid", {k: v.clone() for k, v in f.model.state_dict().items()}))
+        if res.name == "refine":
+            ends.append((float(f.full_frame_iou().mean()), {k: v.clone() for k, v in f.model.state_dict().items()}))
+
+    results = fitter.fit(on_stage_end=on_stage_end)
+    assert [r.name for r in results] == ["rigid", "articulate", "refine"]
+    assert fitter.global_step == 3 + 3 * (3 + 3)
+    assert ends[0][0] == "rigid" and len(ends) == 4  # rigid once, then three restarts
+    runs = ends[1:]
+    # each restart differs (its own seed) ...
+    assert not torch.equal(runs[0][1]["bone_rot"], runs[1][1]["bone_rot"])
+    assert not torch.equal(runs[1][1]["rest_verts"], runs[2][1]["rest_verts"])
+    # ... and the kept one is the best
+    best = max(range(3), key=lambda r: runs[r][0])
+    for k, v in fitter.model.state_dict().items():
+        assert torch.equal(v, runs[best][1][k]), k
+    assert abs(float(fitter.full_frame_iou().mean()) - runs[best][0]) < 1e-6
+    # the finished run resumes as finished
+    again = Fitter(cfg, data, tmp_path, torch.device("cpu"))
+    again.load_checkpoint(tmp_path / "ckpt" / "last.pt")
+    again.fit()
+    assert again.global_step == fitter.global_step
+    for k, v in again.model.state_dict().items():
+        assert torch.equal(v, runs[best][1][k]), k
+
+
+def test_restarts_until_a_stage_keep_the_best_there_and_go_on_once(compose_cfg, tmp_path, monkeypatch):
+    """With ``restart_until``, the restarts end at that stage: the best run by mask IoU
+    there is kept and the stages after it run once, from it."""
+    data, *_ = ellipsoid_scene(T=4, size=48)
+    cfg = compose_cfg("stages=fast", "train.max_steps_per_stage=3", "train.progress=false",
+                      "stages.rigid.hypotheses=1", "stages.articulate.restarts=1", "stages.rigid.restarts=3",
+                      "stages.rigid.restart_until=articulate", "stages.rigid.turns=[0,45,-45]")
+    fitter = Fitter(cfg, data, tmp_path, torch.device("cpu"))
+    ends, refine_start = [], []
+
+    def on_stage_end(f, res):
+        if res.name == "articulate":
+            ends.append((float(f.full_frame_iou().mean()), {k: v.clone() for k, v in f.model.state_dict().items()}))
+
+    orig = fitter_module.change_structure
+
+    def change(model, stage, *a):  # the refine stage starts from the state it is handed
+        if stage.num_bones == 48:
+            refine_start.append({k: v.clone() for k, v in model.state_dict().items()})
+        return orig(model, stage, *a)
+
+    monkeypatch.setattr(fitter_module, "change_structure", change)
+    results = fitter.fit(on_stage_end=on_stage_end)
+    assert [r.name for r in results] == ["rigid", "articulate", "refine"]
+    assert fitter.global_step == 3 * (3 + 3) + 3
+    assert len(ends) == 3 and len(refine_start) == 1
+    best = max(range(3), key=lambda r: ends[r][0])
+    for k, v in refine_start[0].items():
+        assert torch.equal(v, ends[best][1][k]), k
+    assert (tmp_path / "ckpt" / "stage01_articulate_r2.pt").exists()
+    assert (tmp_path / "ckpt" / "stage02_refine.pt").exists()
+    for bad, match in (("stages.rigid.restart_until=nope", "is not a stage"),):
+        with pytest.raises(LasrError, match=match):
+            Fitter(compose_cfg("stages=fast", "stages.articulate.restarts=1", "stages.rigid.restarts=2", bad),
+                   data, tmp_path, torch.device("cpu"))
+
+
+def test_two_restart_windows_run_in_turn_and_resume(compose_cfg, tmp_path, monkeypatch):
+    """The rigid stage restarts alone (one turn each), the best is kept, then the
+    articulated stages restart from it; a run stopped in the second window resumes there
+    and ends as the uninterrupted run does."""
+    data, *_ = ellipsoid_scene(T=4, size=48)
+    cfg = compose_cfg("stages=fast", "train.max_steps_per_stage=3", "train.checkpoint_every=1",
+                      "train.progress=false", "stages.rigid.hypotheses=1", "stages.rigid.restarts=2",
+                      "stages.rigid.restart_until=rigid", "stages.rigid.turns=[0,45]", "stages.articulate.restarts=2")
+    fitter = Fitter(cfg, data, tmp_path / "a", torch.device("cpu"))
+    rigid_ends, articulate_starts = [], []
+
+    def on_stage_end(f, res):
+        if res.name == "rigid":
+            rigid_ends.append((float(f.full_frame_iou().mean()), f.model.state_dict()["root_rot"].clone()))
+
+    orig = fitter_module.change_structure
+
+    def change(model, stage, *a):
+        if stage.num_bones == 21:
+            articulate_starts.append(model.state_dict()["root_rot"].clone())
+        return orig(model, stage, *a)
+
+    monkeypatch.setattr(fitter_module, "change_structure", change)
+    results = fitter.fit(on_stage_end=on_stage_end)
+    assert [r.name for r in results] == ["rigid", "articulate", "refine"]
+    assert fitter.global_step == 2 * 3 + 2 * (3 + 3)
+    assert len(rigid_ends) == 2 and len(articulate_starts) == 2
+    best = max(range(2), key=lambda r: rigid_ends[r][0])
+    assert [(k["stage"], k["of"]) for k in fitter.restarts.kept] == [("rigid", 2), ("articulate", 2)]
+    assert fitter.restarts.kept[0]["restart"] == best + 1 and fitter.restarts.kept[0]["turn"] == [0.0, 45.0][best]
+    assert fitter.restarts.kept[0]["mask_iou"] == rigid_ends[best][0]
+    for start in articulate_starts:  # both articulated restarts start from the kept rigid run
+        assert torch.equal(start, rigid_ends[best][1])
+    names = sorted(p.name for p in (tmp_path / "a" / "ckpt").glob("stage*.pt"))
+    assert names == ["stage00_rigid_r0.pt", "stage00_rigid_r1.pt", "stage01_articulate_r0.pt",
+                     "stage01_articulate_r1.pt", "stage02_refine_r0.pt", "stage02_refine_r1.pt"]
+
+    stopped = _interrupted_fit(cfg, data, tmp_path / "b", at_step=6 + 6 + 2)  # 2nd articulated restart, step 2
+    assert (stopped.restarts.window, stopped.restarts.restart) == (1, 1)
+    again = Fitter(cfg, data, tmp_path / "b", torch.device("cpu"))
+    again.load_checkpoint(tmp_path / "b" / "ckpt" / "last.pt")
+    assert (again.restarts.window, again.restarts.restart, again.stage_index, again.stage_step) == (1, 1, 1, 2)
+    results = again.fit()
+    assert [r.name for r in results] == ["rigid", "articulate", "refine"]
+    assert again.global_step == fitter.global_step and (again.restarts.window, again.restarts.restart, again.restarts.best) == (2, 0, None)
+    ckpt = tmp_path / "b" / "ckpt"
+    assert (ckpt / "stage01_articulate_r1.pt").exists() and (ckpt / "stage02_refine_r1.pt").exists()
+    for r in range(2):  # the first window ran as in the uninterrupted fit
+        saved = torch.load(ckpt / f"stage00_rigid_r{r}.pt", weights_only=False)["model"]["root_rot"]
+        assert torch.equal(saved, rigid_ends[r][1])
+
+
+def test_resume_inside_a_restart(compose_cfg, tmp_path):
+    data, *_ = ellipsoid_scene(T=4, size=48)
+    cfg = compose_cfg("stages=fast", *ONE_RIGID, "train.max_steps_per_stage=3", "train.checkpoint_every=1",
+                      "train.progress=false", "stages.rigid.hypotheses=1", "stages.articulate.restarts=2")
+
+    first = _interrupted_fit(cfg, data, tmp_path, at_step=3 + 6 + 2)  # second restart, articulate step 2
+    assert first.restarts.restart == 1 and first.restarts.best is not None
+    second = Fitter(cfg, data, tmp_path, torch.device("cpu"))
+    second.load_checkpoint(tmp_path / "ckpt" / "last.pt")
+    assert (second.restarts.restart, second.stage_index, second.stage_step, second.global_step) == (1, 1, 2, 11)
+    assert second.restarts.best[0] == first.restarts.best[0]
+    results = second.fit()
+    assert [r.name for r in results] == ["rigid", "articulate", "refine"]
+    assert second.global_step == 3 + 2 * 6
+    assert second.restarts.best is None and len(second.restarts.kept) == 1
+    assert abs(float(second.full_frame_iou().mean()) - second.restarts.kept[0]["mask_iou"]) < 1e-6
+    assert second.restarts.kept[0]["mask_iou"] >= first.restarts.best[0] and second.restarts.kept[0]["stage"] == "articulate"
+
+
+@pytest.mark.parametrize("hypotheses", [1, 2])
+def test_each_restart_starts_turning_by_its_turn(hypotheses, compose_cfg, tmp_path):
+    """Restart r of the stage that sets ``turns`` starts its root rotations turning by
+    turns[r] degrees from the first frame to the last (on top of each hypothesis)."""
+    T = 5
+    data, *_ = ellipsoid_scene(T=T, size=48)
+    cfg = compose_cfg("stages=fast", "train.max_steps_per_stage=2", "train.progress=false",
+                      "stages.articulate.restarts=1", "stages.rigid.restarts=2", "stages.rigid.turns=[0,60]",
+                      f"stages.rigid.hypotheses={hypotheses}", "stages.rigid.lr=0")  # lr 0: the rigid stage keeps its start
+    fitter = Fitter(cfg, data, tmp_path, torch.device("cpu"))
+    start, _ = fitter.model.root_transforms()
+    start = start.detach().clone()
+    rigid_ends = []
+    fitter.fit(on_stage_end=lambda f, r: r.name == "rigid" and rigid_ends.append(
+        f.model.root_transforms()[0].detach().clone()))
+    assert len(rigid_ends) == 2
+    turn = turn_rotations(T, 60.0)
+    if hypotheses == 1:  # the turn composes with the rotations the stage starts from
+        assert torch.allclose(rigid_ends[0], start, atol=1e-5)
+        assert torch.allclose(rigid_ends[1], turn @ start, atol=1e-5)
+    else:  # every frame starts at the kept hypothesis, turned
+        for R, t in zip(rigid_ends, (turn_rotations(T, 0.0), turn)):
+            assert torch.allclose(R @ R[:1].transpose(1, 2), t, atol=1e-5)
+    angle = torch.rad2deg(torch.arccos(((rigid_ends[1][-1] @ rigid_ends[1][0].T).trace() - 1) / 2))
+    assert abs(float(angle) - 60.0) < 1e-2
+

@@ -1,0 +1,98 @@
+"""lasr.fit.objective: one registered term per loss weight, the weighted total, the
+all-frame score that compares hypotheses."""
+
+from dataclasses import fields
+
+import pytest
+import torch
+
+from lasr.config import LossWeights
+from lasr.fit import Fitter
+from lasr.fit.objective import TERMS, pair_direction, weighted_total
+
+from .synth import ellipsoid_scene
+
+ONE_RIGID = ("stages.rigid.restarts=1", "stages.rigid.turns=[0]")  # fast without its rigid restarts (turns)
+
+
+def test_every_weight_has_a_term_and_every_term_a_weight():
+    assert list(TERMS) == [f.name for f in fields(LossWeights)]
+
+
+def test_weighted_total_sums_the_weighted_terms_present():
+    w = LossWeights(silhouette=2.0, flow=0.0, laplacian=0.5)
+    terms = {"silhouette": torch.tensor(0.25), "flow": torch.tensor(100.0), "laplacian": torch.tensor(4.0)}
+    assert float(weighted_total(terms, w)) == pytest.approx(2.0 * 0.25 + 0.5 * 4.0)
+    with pytest.raises(ValueError, match="all loss weights are zero"):
+        weighted_total({"flow": torch.tensor(1.0)}, w)
+
+
+def test_pair_direction_stays_inside_the_clip():
+    ids = torch.tensor([0, 1, 2, 3, 4])
+    assert pair_direction(ids, torch.tensor([-1, -1, 1, 1, 1]), 5).tolist() == [1, -1, 1, 1, -1]
+
+
+def test_every_loss_weight_adds_its_term(compose_cfg, tmp_path):
+    """Each weight of LossWeights, set non-zero, adds the term of that name (and only then)."""
+    data, *_ = ellipsoid_scene(T=4, size=48)
+    names = [f.name for f in fields(LossWeights)]
+    on = [f"stages.articulate.weights.{n}=1.0" for n in names]
+    cfg = compose_cfg("stages=fast", *ONE_RIGID, "stages.articulate.restarts=1", "stages.rigid.hypotheses=1",
+                      "stages.articulate.symmetric=true", "train.max_steps_per_stage=1", "train.progress=false", *on)
+    fitter = Fitter(cfg, data, tmp_path, torch.device("cpu"))
+    seen = {}
+
+    def articulate_end(f, result):
+        if result.name == "articulate":
+            stage = cfg.stages["articulate"]
+            seen["all"] = set(f.losses(stage, torch.tensor([0, 1]), torch.tensor([1, 1]))[0])
+            stage.weights.normal = 0.0
+            seen["no_normal"] = set(f.losses(stage, torch.tensor([0, 1]), torch.tensor([1, 1]))[0])
+            stage.weights.silhouette = 0.0  # the data term is always computed
+            seen["no_silhouette"] = set(f.losses(stage, torch.tensor([0, 1]), torch.tensor([1, 1]))[0])
+
+    fitter.fit(on_stage_end=articulate_end)
+    assert seen["all"] == set(names)
+    assert seen["no_normal"] == set(names) - {"normal"}
+    assert seen["no_silhouette"] == set(names) - {"normal"}
+
+
+def test_rigid_stage_has_no_deformation_terms(compose_cfg, tmp_path):
+    data, *_ = ellipsoid_scene(T=4, size=48)
+    cfg = compose_cfg("stages=rigid", "stages.rigid.weights.edge=1", "stages.rigid.weights.deformation=1",
+                      "train.progress=false")
+    fitter = Fitter(cfg, data, tmp_path, torch.device("cpu"))
+    fitter.prepare_crops(cfg.stages.rigid)
+    terms, diag = fitter.losses(cfg.stages.rigid, torch.tensor([0, 1]), torch.tensor([1, 1]))
+    assert "edge" not in terms and "deformation" not in terms and "symmetry" in terms
+    assert set(diag) == {"iou", "flow_epe_px"}
+
+
+def test_hypotheses_keep_the_lowest_all_frame_objective(compose_cfg, tmp_path):
+    """Hypotheses are compared by the stage's loss over every frame (deterministic), and
+    the one kept is the one with the lowest."""
+    data, *_ = ellipsoid_scene(T=6, size=48)
+    cfg = compose_cfg("stages=rigid", "stages.rigid.iters=0", "stages.rigid.hypotheses=4",
+                      "stages.rigid.hypothesis_iters=3", "stages.rigid.batch_size=4", "stages.refine.iters=2",
+                      "train.progress=false")
+    fitter = Fitter(cfg, data, tmp_path, torch.device("cpu"))
+    stage = cfg.stages["rigid"]
+    seen = {}
+
+    def by_hand(f):  # frames 0-3 then 4-5, each paired with the next, the last with the one before
+        with torch.no_grad():
+            a = f.losses(stage, torch.arange(4), torch.ones(4, dtype=torch.long))[0]
+            b = f.losses(stage, torch.tensor([4, 5]), torch.tensor([1, -1]))[0]
+        return (4 * float(weighted_total(a, stage.weights)) + 2 * float(weighted_total(b, stage.weights))) / 6
+
+    def rigid_end(f, result):
+        if result.name == "rigid":
+            seen.update(scores=result.hypothesis_losses, kept=f.objective(stage), again=f.objective(stage),
+                        by_hand=by_hand(f))
+
+    fitter.fit(on_stage_end=rigid_end)
+    scores, kept = seen["scores"], seen["kept"]
+    assert len(scores) == 4 and len(set(scores)) == 4
+    assert kept == seen["again"]  # no randomness in the score
+    assert kept == pytest.approx(min(scores), rel=1e-6)
+    assert kept == pytest.approx(seen["by_hand"], rel=1e-6)
