@@ -6,7 +6,9 @@
     final/cameras.json       {"width", "height", "frames": [{"frame", "source_frame", "fx", "fy",
                               "cx", "cy"}, ...]}, pixels of the source frames as the user gave them
     final/rest.obj           rest mesh with its fitted vertex colours
-    final/skeleton.npz       bones, skinning weights, per-frame root and bone transforms
+    final/skeleton.npz       bones, skinning weights, per-frame root and bone transforms, and
+                             the rig: ``parents`` (B,) int64 (-1 for the root) and
+                             ``joint_positions`` (B, 3) rest-frame joints (lasr.model.tree)
     final/animation.glb      the rig (glTF 2.0, :mod:`lasr.io.gltf`)
     final/metrics.json       per-frame mask IoU and flow error, loss terms, timings, versions
 
