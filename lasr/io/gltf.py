@@ -55,13 +55,15 @@ from pathlib import Path
 
 import numpy as np
 
+from ..model.tree import skeleton_rig
+
 __all__ = [
     "GLTF_FROM_OPENCV",
     "write_glb",
+    "read_glb_extras",
     "opencv_from_gltf",
     "top_k_weights",
     "skeleton_arrays",
-    "skeleton_rig",
     "posed_vertices",
     "quat_from_matrix",
     "matrix_from_quat",
@@ -209,28 +211,6 @@ def top_k_weights(weights: np.ndarray, k: int = 4) -> tuple[np.ndarray, np.ndarr
     return joints.astype(np.int64), w32
 
 
-def skeleton_rig(d: Mapping) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The rig of :func:`skeleton_arrays`'s dict ``d``: ``parents (B,)`` int64, ``joints
-    (B, 3)`` rest-frame joint positions and ``bind (B, 4, 4)`` bind frames.
-
-    ``parents`` / ``joint_positions`` are taken from ``d`` when present (a ``skeleton.npz``
-    of lasr), else estimated from the weights and motion (:mod:`lasr.model.tree`).
-    """
-    from ..model import tree
-
-    W, X, G = d["skinning_weights"], d["rest_vertices"], d["bone_transforms"]
-    B = W.shape[1]
-    if "parents" in d:
-        parents = tree.check_parents(d["parents"], B)
-    else:
-        parents = tree.kinematic_tree(W, X, G, d.get("faces"))
-    joints = d.get("joint_positions")
-    if joints is None or np.shape(joints) != (B, 3):
-        joints = tree.joint_heads(parents, W, X, G)
-    joints = np.asarray(joints, dtype=np.float64)
-    return parents, joints, tree.bind_frames(parents, joints, tree.bone_centroids(W, X))
-
-
 def _unit_normals(V: np.ndarray, F: np.ndarray) -> np.ndarray:
     """Unit vertex normals (:func:`lasr.geometry.mesh.vertex_normals`); a vertex without
     area gets +z (glTF requires unit normals)."""
@@ -295,7 +275,7 @@ def write_glb(path, skeleton, colors=None, *, fps: float = 10.0, include_root: b
         skeleton: ``skeleton.npz`` path or a mapping with its arrays (``rest_vertices``,
             ``faces``, ``skinning_weights``, ``bone_transforms``, ``root_rotations``,
             ``root_translations``; ``parents`` (B,) and ``joint_positions`` (B, 3) give the
-            joint tree, else it is estimated: :func:`skeleton_rig`).
+            joint tree, else it is estimated: :func:`lasr.model.tree.skeleton_rig`).
         colors: optional ``(V, 3)`` vertex colours in [0, 1] (``COLOR_0``, float).
         fps: key ``t`` is at ``t / fps`` seconds.
         include_root: animate the root node with the per-frame root transform (the object
@@ -323,7 +303,7 @@ def write_glb(path, skeleton, colors=None, *, fps: float = 10.0, include_root: b
     if not np.isfinite(X).all() or not np.isfinite(G).all() or not np.isfinite(Rr).all() or not np.isfinite(tr).all():
         raise ValueError("non-finite skeleton arrays")
 
-    parents, _, bind = skeleton_rig(d)  # (B,), (B, 4, 4)
+    parents, _, bind = skeleton_rig(d)  # (B,), (B, 3), (B, 4, 4)
     ibm = np.linalg.inv(bind)
     world = G @ bind[None]  # (T, B, 4, 4) joint matrices in the object frame
     rot_G = G[..., :3, :3]
@@ -448,3 +428,15 @@ def write_glb(path, skeleton, colors=None, *, fps: float = 10.0, include_root: b
         "top4_mass_min": float(top4_mass.min()), "top4_mass_mean": float(top4_mass.mean()),
         "bone_rigidity_err": rigid_err, "parents": parents,
     }
+
+
+def read_glb_extras(path) -> dict:
+    """The ``extras.lasr`` of a .glb from :func:`write_glb` (``fps``, ``frames``, ``parents``,
+    ...; empty for another writer's file). Reads the JSON chunk only."""
+    with open(path, "rb") as fh:
+        head = fh.read(20)
+        magic, _, _, jlen, jtype = struct.unpack("<4sIII4s", head)
+        if magic != b"glTF" or jtype != b"JSON":
+            raise ValueError(f"{path} is not a binary glTF (.glb)")
+        doc = json.loads(fh.read(jlen))
+    return dict(doc.get("extras", {}).get("lasr", {}))

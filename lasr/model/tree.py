@@ -30,6 +30,8 @@ Everything here is numpy; shapes: ``V`` vertices, ``B`` bones, ``T`` frames.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 
 __all__ = [
@@ -47,6 +49,7 @@ __all__ = [
     "children_of",
     "tree_depth",
     "check_parents",
+    "skeleton_rig",
 ]
 
 RIG_SIGMA = 0.02  # the tear (as a fraction of the rest diagonal) that costs as much as e-fold less shared skin
@@ -303,3 +306,27 @@ def bind_frames(parents, heads: np.ndarray, centroids: np.ndarray) -> np.ndarray
         M[b, :3, :3] = _frame_from_y(dirs[b])
         M[b, :3, 3] = H[b]
     return M
+
+
+def skeleton_rig(skeleton: Mapping) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The rig of a ``skeleton.npz``'s arrays (``skinning_weights (V, B)``, ``rest_vertices
+    (V, 3)``, ``bone_transforms (T, B, 4, 4)``, optional ``faces``, ``parents``,
+    ``joint_positions``): ``parents (B,)`` int64, ``joints (B, 3)`` rest-frame joint
+    positions and ``bind (B, 4, 4)`` bind frames (:func:`bind_frames`).
+
+    ``parents`` / ``joint_positions`` are taken as given when present (a fit's), else
+    estimated (:func:`kinematic_tree`, :func:`joint_heads`: a ``skeleton.npz`` written before
+    lasr had rigs)."""
+    W = np.asarray(skeleton["skinning_weights"], dtype=np.float64)
+    X = np.asarray(skeleton["rest_vertices"], dtype=np.float64)
+    G = np.asarray(skeleton["bone_transforms"], dtype=np.float64)
+    B = W.shape[1]
+    if skeleton.get("parents") is not None:
+        parents = check_parents(skeleton["parents"], B)
+    else:
+        parents = kinematic_tree(W, X, G, skeleton.get("faces"))
+    joints = skeleton.get("joint_positions")
+    if joints is None or np.shape(joints) != (B, 3):
+        joints = joint_heads(parents, W, X, G)
+    joints = np.asarray(joints, dtype=np.float64)
+    return parents, joints, bind_frames(parents, joints, bone_centroids(W, X))
