@@ -4,12 +4,13 @@ tail) over the mesh Blender deforms, at a few animation keys, from the video cam
 from the side.
 
     blender -b --factory-startup --python experiments/blender_armature.py -- RUN/final/animation.glb arm.json 0,16
-    uv run python experiments/draw_armature.py arm.json docs/armature.png [--keys 0,16] [--size 360]
+    uv run python experiments/draw_armature.py arm.json [more.json ...] --out docs/armature.png [--keys 0,16]
+        [--size 360] [--labels "first row" "second row"]
 
 Blender's world axes (Z up) are turned back into the video camera's (OpenCV: x right, y
 down, z forward): ``(x, y, z)_cv = (x, -z, y)_blender`` (glTF's axes, then lasr's
 ``opencv_to_gltf`` flip). The bones' colours go from dark (the root) to light (deep in the
-tree).
+tree). One row per JSON.
 """
 
 from __future__ import annotations
@@ -82,36 +83,47 @@ def panel(verts, faces, bones, depth, rot, size, title):
     return img
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("json")
-    ap.add_argument("out")
-    ap.add_argument("--keys", default=None, help="animation keys to draw (default: all in the JSON)")
-    ap.add_argument("--size", type=int, default=360)
-    args = ap.parse_args()
-    res = json.loads(Path(args.json).read_text())
+def row(res: dict, keys, size: int, label: str) -> Image.Image:
     arm = max(res["armatures"], key=lambda a: len(a["bones"]))
     depth = depth_in_tree(arm["bones"])
-    keys = args.keys.split(",") if args.keys else list(arm["posed"])
+    keys = keys or list(arm["posed"])
+    a = np.radians(90.0)
+    side = np.array([[np.cos(a), 0, -np.sin(a)], [0, 1, 0], [np.sin(a), 0, np.cos(a)]])
     tiles = []
     for k in keys:
         verts = to_cv(arm["mesh_world"][k])
-        bones = {n: (to_cv(h), to_cv(t)) for n, (h, t) in arm["posed"][k].items()}
         c = verts.mean(0)
-        a = np.radians(90.0)
-        side = np.array([[np.cos(a), 0, -np.sin(a)], [0, 1, 0], [np.sin(a), 0, np.cos(a)]])
-        tiles.append(panel(verts - c, arm["mesh_faces"], {n: (h - c, t - c) for n, (h, t) in bones.items()},
-                           depth, np.eye(3), args.size, f"key {k}: the video camera's view"))
-        tiles.append(panel(verts - c, arm["mesh_faces"], {n: (h - c, t - c) for n, (h, t) in bones.items()},
-                           depth, side, args.size, f"key {k}: from the side"))
-    W = Image.new("RGB", (args.size * len(tiles), args.size + 22), (255, 255, 255))
+        bones = {n: (to_cv(h) - c, to_cv(t) - c) for n, (h, t) in arm["posed"][k].items()}
+        for rot, view in ((np.eye(3), "the video camera's view"), (side, "from the side")):
+            tiles.append(panel(verts - c, arm["mesh_faces"], bones, depth, rot, size, f"key {k}: {view}"))
+    out = Image.new("RGB", (size * len(tiles), size + 22), (255, 255, 255))
     for i, t in enumerate(tiles):
-        W.paste(t, (i * args.size, 0))
-    ImageDraw.Draw(W).text((8, args.size + 5), f"Blender {res['blender']} glTF import: armature "
-                           f"'{arm['name']}', {len(arm['bones'])} bones, tree depth {max(depth.values()) + 1}",
-                           fill=(30, 30, 30))
+        out.paste(t, (i * size, 0))
+    ImageDraw.Draw(out).text((8, size + 5), f"{label}Blender {res['blender']} glTF import: armature "
+                             f"'{arm['name']}', {len(arm['bones'])} bones, tree depth {max(depth.values()) + 1}",
+                             fill=(30, 30, 30))
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("json", nargs="+")
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--keys", default=None, help="animation keys to draw (default: all in the JSON)")
+    ap.add_argument("--labels", nargs="*", default=None, help="a caption per row")
+    ap.add_argument("--size", type=int, default=360)
+    args = ap.parse_args()
+    keys = args.keys.split(",") if args.keys else None
+    labels = args.labels or [""] * len(args.json)
+    rows = [row(json.loads(Path(j).read_text()), keys, args.size, (lab + ": ") if lab else "")
+            for j, lab in zip(args.json, labels)]
+    W = Image.new("RGB", (max(r.width for r in rows), sum(r.height for r in rows)), (255, 255, 255))
+    y = 0
+    for r in rows:
+        W.paste(r, (0, y))
+        y += r.height
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    W.save(args.out)
+    W.save(args.out, optimize=True)
     print(f"wrote {args.out}")
 
 

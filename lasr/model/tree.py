@@ -13,10 +13,15 @@ is estimated from what the fit says about each pair of bones ``(a, b)``:
   apart over the clip: about 0 for two parts joined there (whatever they rotate), large for
   two parts that only happen to be near each other (two legs of one pair).
 
-The edge cost ``c_ab = -log(S_ab + eps) + (r_ab / sigma)^2 / 2`` (``sigma`` a fraction of
-the rest shape's bounding-box diagonal) is a negative log-likelihood of "a and b are
-joined"; the tree is its minimum spanning tree (Prim), rooted at the bone whose centroid
-is nearest the body's centre (the area-weighted centroid of the rest shape).
+The edge cost ``c_ab = -log(S_ab + eps) + (r_ab / sigma)^2 / 2`` is a negative
+log-likelihood of "a and b are joined"; ``sigma`` is the tear to expect between joined
+bones: 2 % of the rest shape's bounding-box diagonal, or more where the fit's bones tear
+more (:data:`RIG_NOISE` times the median over the bones of the least tear between a bone and
+one of the 3 bones it shares most skin with: a fit's bones do not move exactly together
+where they meet, about 3 % of the diagonal on the built-in example's fit, and only a tear
+that stands out from that tells).
+The tree is the cost's minimum spanning tree (Prim), rooted at the bone whose centroid is
+nearest the body's centre (the area-weighted centroid of the rest shape).
 
 The rig (:func:`bind_frames`): bone ``b``'s joint (its *head*) sits where it meets its
 parent (the meeting point, moved along the pair's common rotation centre when the clip
@@ -36,6 +41,7 @@ import numpy as np
 
 __all__ = [
     "RIG_SIGMA",
+    "RIG_NOISE",
     "bone_centroids",
     "shared_skin",
     "meeting_points",
@@ -52,7 +58,8 @@ __all__ = [
     "skeleton_rig",
 ]
 
-RIG_SIGMA = 0.02  # the tear (as a fraction of the rest diagonal) that costs as much as e-fold less shared skin
+RIG_SIGMA = 0.02  # the least tear (a fraction of the rest diagonal) expected between joined bones
+RIG_NOISE = 3.0  # sigma is at least this many times the median tear of a bone to its nearest joint
 _EPS = 1e-9
 
 
@@ -118,14 +125,18 @@ def tear(transforms: np.ndarray, points: np.ndarray) -> np.ndarray:
 
 
 def edge_costs(weights: np.ndarray, rest: np.ndarray, transforms: np.ndarray | None = None,
-               sigma: float = RIG_SIGMA) -> np.ndarray:
-    """``(B, B)`` symmetric ``c_ab = -log(S_ab + eps) + (r_ab / (sigma diag))^2 / 2`` (see the
-    module's docstring); ``transforms`` None or one frame: the shared skin alone."""
+               sigma: float = RIG_SIGMA, noise: float = RIG_NOISE) -> np.ndarray:
+    """``(B, B)`` symmetric ``c_ab = -log(S_ab + eps) + (r_ab / s)^2 / 2`` with ``s = diag *
+    max(sigma, noise * median_b min_{n in N(b)} r_bn / diag)``, ``N(b)`` the 3 bones sharing
+    most skin with ``b`` (see the module's docstring); ``transforms`` None or one frame: the
+    shared skin alone."""
     S = shared_skin(weights)
     C = -np.log(S + _EPS)
     if transforms is not None and np.asarray(transforms).shape[0] > 1:
-        r = tear(transforms, meeting_points(weights, rest)) / (sigma * _diag(rest))
-        C = C + 0.5 * r ** 2
+        r = tear(transforms, meeting_points(weights, rest)) / _diag(rest)
+        near = np.argsort(-S, axis=1, kind="stable")[:, :3]
+        s = max(sigma, noise * float(np.median(np.take_along_axis(r, near, 1).min(1))))
+        C = C + 0.5 * (r / s) ** 2
     np.fill_diagonal(C, np.inf)
     return C
 
@@ -145,7 +156,7 @@ def body_centre(rest: np.ndarray, faces: np.ndarray | None = None) -> np.ndarray
 
 def kinematic_tree(weights: np.ndarray, rest: np.ndarray, transforms: np.ndarray | None = None,
                    faces: np.ndarray | None = None, root: int | None = None,
-                   sigma: float = RIG_SIGMA) -> np.ndarray:
+                   sigma: float = RIG_SIGMA, noise: float = RIG_NOISE) -> np.ndarray:
     """The bones' kinematic tree: ``parents (B,)`` int64, -1 for the root.
 
     Args:
@@ -155,7 +166,7 @@ def kinematic_tree(weights: np.ndarray, rest: np.ndarray, transforms: np.ndarray
             tree from the shared skin alone).
         faces: ``(F, 3)``: the body's centre is area weighted (else the vertex mean).
         root: the root bone; default the one whose centroid is nearest the body's centre.
-        sigma: :data:`RIG_SIGMA`.
+        sigma, noise: the tear expected between joined bones (:func:`edge_costs`).
     Returns:
         the minimum spanning tree of :func:`edge_costs` grown from the root (Prim):
         ``parents[b]`` is ``b``'s parent bone.
@@ -172,7 +183,7 @@ def kinematic_tree(weights: np.ndarray, rest: np.ndarray, transforms: np.ndarray
     parents = np.full(B, -1, dtype=np.int64)
     if B == 1:
         return parents
-    C = edge_costs(W, rest, transforms, sigma)
+    C = edge_costs(W, rest, transforms, sigma, noise)
     C = np.where(np.isfinite(C), C, np.inf)
     inside = np.zeros(B, dtype=bool)
     inside[root] = True

@@ -68,7 +68,7 @@ class Viewer:
         cam.up = (0.0, -1.0, 0.0)
         depth = max(float(np.median(d.verts[..., 2])), size)
         cam.look_at = tuple(float(x) for x in [centre[0], centre[1], 0.7 * centre[2]])
-        cam.position = tuple(float(x) for x in np.array([0.75, -0.45, 0.05]) * depth + [centre[0], centre[1], 0.0])
+        cam.position = tuple(float(x) for x in np.array([0.62, -0.38, 0.12]) * depth + [centre[0], centre[1], 0.0])
         W, H = d.size
         fy = float(np.median(d.intrinsics[:, 1]))
         self._fov, self._aspect = 2.0 * float(np.arctan(0.5 * H / fy)), W / H
