@@ -37,7 +37,8 @@ axes, up to float32 storage and the truncation of the skinning weights to the 4
 largest per vertex (renormalised; the truncation error is measured and returned).
 The animation has one key per frame at ``t / fps`` seconds, LINEAR interpolation,
 translation + rotation channels for the root and every joint.  The joint nodes' and
-root's default TRS is the frame-0 pose.
+root's default TRS is the frame-0 pose. ``extras.lasr`` holds ``fps``, ``frames``,
+``include_root`` and ``parents`` (:func:`read_glb_extras` reads them back).
 
 :func:`opencv_from_gltf` takes a reader's world (glTF) coordinates back to the OpenCV
 camera frame. The tests read the files with an independent reader

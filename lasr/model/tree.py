@@ -303,9 +303,8 @@ def bind_frames(parents, heads: np.ndarray, centroids: np.ndarray) -> np.ndarray
     Cn = np.asarray(centroids, dtype=np.float64)
     kids = children_of(p)
     scale = _diag(np.concatenate([H, Cn])) if len(H) > 1 else 1.0
-    order, seen = [int(np.flatnonzero(p < 0)[0])], set()
+    order = [int(np.flatnonzero(p < 0)[0])]
     for b in order:  # parents before children
-        seen.add(b)
         order.extend(kids[b])
     dirs = np.zeros((len(p), 3))
     M = np.tile(np.eye(4), (len(p), 1, 1))
