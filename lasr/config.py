@@ -305,8 +305,8 @@ class ViewConfig:
     """The keys of ``python -m lasr.view``: a finished fit in the browser."""
 
     run: Optional[str] = None  # the fit's output folder or its final/
-    host: str = "127.0.0.1"  # the address the viewer serves on
-    port: int = 8080  # its port
+    host: str = "127.0.0.1"  # the address the viewer serves on (0.0.0.0: every interface)
+    port: int = 8080  # its port (when taken: the next free one; 0: any free one)
     video: Optional[str] = None  # the input frames (folder, video or cache); default: found via .hydra
 
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from lasr.io.gltf import matrix_from_quat
 
-__all__ = ["read_glb_and_pose", "read_glb_arrays", "validate_glb", "glb_key_times"]
+__all__ = ["read_glb_and_pose", "read_glb_arrays", "validate_glb", "glb_key_times", "glb_joint_parents"]
 
 _FLOAT, _UBYTE, _USHORT, _UINT = 5126, 5121, 5123, 5125
 _ARRAY_BUFFER, _ELEMENT_ARRAY_BUFFER = 34962, 34963
@@ -301,3 +301,23 @@ def glb_key_times(path, animation: int = 0) -> np.ndarray:
     g, blob = _load(path)
     anim = g.animations[animation]
     return _read_accessor(g, blob, anim.samplers[anim.channels[0].sampler].input)[:, 0].astype(np.float64)
+
+
+def glb_joint_parents(path, skin: int = 0) -> np.ndarray:
+    """``(J,)`` the joint tree of a skin read from the node hierarchy: entry ``j`` is the
+    index (in ``skin.joints``) of the nearest ancestor node of joint ``j`` that is a joint,
+    -1 when none is."""
+    g, _ = _load(path)
+    parent = [-1] * len(g.nodes)
+    for i, n in enumerate(g.nodes):
+        for c in n.children or []:
+            parent[c] = i
+    joints = list(g.skins[skin].joints)
+    index = {node: j for j, node in enumerate(joints)}
+    out = []
+    for node in joints:
+        up = parent[node]
+        while up >= 0 and up not in index:
+            up = parent[up]
+        out.append(index[up] if up >= 0 else -1)
+    return np.array(out, dtype=np.int64)

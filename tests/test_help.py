@@ -13,6 +13,7 @@ COMMANDS = {
     "preprocess": ("Preprocess one video", ["video=", "preprocess.flow=", "preprocess.raft.checkpoint="]),
     "lasr.videos": ("Videos and stills of a finished fit", ["run=", "outputs=", "color=skin"]),
     "lasr.evaluate": ("Score a fit", ["run=", "gt=", "frames="]),
+    "lasr.view": ("Look at a finished fit in the browser", ["run=", "port=8080", "host=127.0.0.1", "video="]),
 }
 
 

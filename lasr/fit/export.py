@@ -11,6 +11,7 @@ import torch
 from ..data import VideoData, full_intrinsics
 from ..io.final import FinalContent, source_intrinsics
 from ..model.articulated import ArticulatedModel
+from ..model.tree import joint_heads, kinematic_tree
 from .metrics import full_frame_iou, observed_flow_error
 
 __all__ = ["DEFAULT_FPS", "fit_metrics", "final_content"]
@@ -50,7 +51,8 @@ def fit_metrics(model: ArticulatedModel, data: VideoData, results: list, kept: l
 @torch.no_grad()
 def final_content(model: ArticulatedModel, data: VideoData, metrics: dict, fps: Optional[float]) -> FinalContent:
     """The arrays of ``final/`` for ``model`` fitted to ``data``: posed meshes, source-pixel
-    intrinsics, rest mesh and colours, the skeleton; ``fps`` (None: :data:`DEFAULT_FPS`)."""
+    intrinsics, rest mesh and colours, the skeleton with its kinematic tree (``parents``,
+    ``joint_positions``: :mod:`lasr.model.tree`); ``fps`` (None: :data:`DEFAULT_FPS`)."""
     T = data.num_frames
     ids = torch.arange(T, device=model.rest_verts.device)
     faces = model.faces.cpu().numpy()
@@ -69,6 +71,9 @@ def final_content(model: ArticulatedModel, data: VideoData, metrics: dict, fps: 
         "rest_vertices": model.rest_verts.detach().cpu().numpy(),
         "faces": faces,
     }
+    W, X, G = skeleton["skinning_weights"], skeleton["rest_vertices"], skeleton["bone_transforms"]
+    skeleton["parents"] = kinematic_tree(W, X, G, faces)
+    skeleton["joint_positions"] = joint_heads(skeleton["parents"], W, X, G).astype(X.dtype)
     return FinalContent(verts=model(ids).cpu().numpy(), faces=faces, rest_verts=model.rest_verts.detach().cpu().numpy(),
                         colors=model.colors.detach().clamp(0, 1).cpu().numpy(), intrinsics=K,
                         source_size=data.source_size, source_frames=data.source_frames.numpy(), skeleton=skeleton,

@@ -6,7 +6,9 @@
     final/cameras.json       {"width", "height", "frames": [{"frame", "source_frame", "fx", "fy",
                               "cx", "cy"}, ...]}, pixels of the source frames as the user gave them
     final/rest.obj           rest mesh with its fitted vertex colours
-    final/skeleton.npz       bones, skinning weights, per-frame root and bone transforms
+    final/skeleton.npz       bones, skinning weights, per-frame root and bone transforms, and
+                             the rig: ``parents`` (B,) int64 (-1 for the root) and
+                             ``joint_positions`` (B, 3) rest-frame joints (lasr.model.tree)
     final/animation.glb      the rig (glTF 2.0, :mod:`lasr.io.gltf`)
     final/metrics.json       per-frame mask IoU and flow error, loss terms, timings, versions
 
@@ -20,6 +22,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import struct
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +32,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..files import replace_dir
-from .gltf import write_glb
+from .gltf import read_glb_extras, write_glb
 from .obj import read_obj, write_obj
 
 __all__ = ["FinalContent", "FinalRun", "write_final", "read_final", "read_cameras", "source_intrinsics", "final_dir",
@@ -249,6 +252,14 @@ class FinalRun:
             return None
         with np.load(p) as z:
             return {k: z[k] for k in z.files}
+
+    def fps(self, default: float = 10.0) -> float:
+        """The animation's frames per second (``animation.glb``'s), ``default`` without one."""
+        p = self.final / "animation.glb"
+        try:
+            return float(read_glb_extras(p).get("fps", default)) if p.is_file() else default
+        except (ValueError, OSError, struct.error):
+            return default
 
     def metrics(self) -> Optional[dict]:
         p = self.final / "metrics.json"

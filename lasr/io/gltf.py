@@ -12,23 +12,33 @@ Layout of the file written by :func:`write_glb`::
         │                           upright and the glTF default camera at the origin is the
         │                           video's camera
         └── node 2  "root"         per-frame root transform ``X_cam = R_root[t] X + t_root[t]``
-            ├── node 3  "bone_00"  per-frame local transform ``L_tb = G_tb B_b``
-            ├── ...
-            └── node 2+B "bone_B-1"
+            └── node 3+r "bone_r"  the root bone r of the kinematic tree (``parents[r] = -1``)
+                ├── node 3+c "bone_c"   its children, and theirs: one joint node per bone,
+                └── ...                 bone b is node 3+b, a child of its parent's node
 
-``B_b`` is bone ``b``'s bind frame in the rest (object) frame: translation the bone
-centre, rotation the bone orientation; the skin's inverse bind matrix is ``B_b^-1``.
-Standard glTF skinning then gives, for a rest vertex ``X``::
+The tree (``parents``, -1 for the root) and the joint positions come from the skeleton
+(``parents`` / ``joint_positions`` of ``skeleton.npz``), else they are estimated here
+(:mod:`lasr.model.tree`). ``B_b`` is joint ``b``'s bind frame in the rest (object) frame
+(:func:`lasr.model.tree.bind_frames`: translation the joint, where the bone meets its
+parent; local +y toward its children, so Blender's bones follow the limbs); the skin's
+inverse bind matrix is ``B_b^-1``. A joint's animated LOCAL transform is relative to its
+parent joint::
+
+    L_tb = (G_tp B_p)^-1 (G_tb B_b)        (the root bone: L_tr = G_tr B_r)
+
+so its world matrix is ``J_tb = Flip Root_t G_tb B_b`` whatever the tree, and standard glTF
+skinning gives, for a rest vertex ``X``::
 
     sum_k w_k  J_k IBM_k X = Flip R_root[t] (sum_k w_k G_tk X) + Flip t_root[t]
 
-(``J_k = Flip Root_t L_tk`` the joint's world matrix, ``Flip = diag(1, -1, -1)``), i.e.
+(``Flip = diag(1, -1, -1)``), i.e.
 exactly the fit's posed mesh of frame ``t`` (``final/meshes/t.obj``) seen in glTF
 axes, up to float32 storage and the truncation of the skinning weights to the 4
 largest per vertex (renormalised; the truncation error is measured and returned).
 The animation has one key per frame at ``t / fps`` seconds, LINEAR interpolation,
 translation + rotation channels for the root and every joint.  The joint nodes' and
-root's default TRS is the frame-0 pose.
+root's default TRS is the frame-0 pose. ``extras.lasr`` holds ``fps``, ``frames``,
+``include_root`` and ``parents`` (:func:`read_glb_extras` reads them back).
 
 :func:`opencv_from_gltf` takes a reader's world (glTF) coordinates back to the OpenCV
 camera frame. The tests read the files with an independent reader
@@ -46,9 +56,12 @@ from pathlib import Path
 
 import numpy as np
 
+from ..model.tree import skeleton_rig
+
 __all__ = [
     "GLTF_FROM_OPENCV",
     "write_glb",
+    "read_glb_extras",
     "opencv_from_gltf",
     "top_k_weights",
     "skeleton_arrays",
@@ -147,7 +160,7 @@ def skeleton_arrays(skeleton) -> dict[str, np.ndarray]:
         if hasattr(v, "detach"):
             v = v.detach().cpu().numpy()
         v = np.asarray(v)
-        out[k] = v.astype(np.int64) if k == "faces" else v.astype(np.float64)
+        out[k] = v.astype(np.int64) if k in ("faces", "parents") else v.astype(np.float64)
     missing = [k for k in _REQUIRED if k not in out]
     if missing:
         raise KeyError(f"skeleton arrays missing {missing}")
@@ -197,24 +210,6 @@ def top_k_weights(weights: np.ndarray, k: int = 4) -> tuple[np.ndarray, np.ndarr
     w32[:, 0] = np.float32(1.0) - w32[:, 1:].sum(1, dtype=np.float32)  # w[:, 0] is the largest
     joints = np.where(w32 > 0, order, 0)
     return joints.astype(np.int64), w32
-
-
-def _bind_frames(d: dict) -> np.ndarray:
-    """``(B, 4, 4)`` bind frames of the bones in the rest frame."""
-    W, X = d["skinning_weights"], d["rest_vertices"]
-    B = W.shape[1]
-    if "bone_centers" in d and d["bone_centers"].shape == (B, 3):
-        c = d["bone_centers"]
-    else:
-        c = (W.T @ X) / np.maximum(W.sum(0), 1e-12)[:, None]
-    if "bone_orientations" in d and d["bone_orientations"].shape == (B, 3, 3):
-        O = _nearest_rotation(d["bone_orientations"])
-    else:
-        O = np.broadcast_to(np.eye(3), (B, 3, 3))
-    M = np.tile(np.eye(4), (B, 1, 1))
-    M[:, :3, :3] = O
-    M[:, :3, 3] = c
-    return M
 
 
 def _unit_normals(V: np.ndarray, F: np.ndarray) -> np.ndarray:
@@ -280,8 +275,8 @@ def write_glb(path, skeleton, colors=None, *, fps: float = 10.0, include_root: b
         path: output ``.glb``.
         skeleton: ``skeleton.npz`` path or a mapping with its arrays (``rest_vertices``,
             ``faces``, ``skinning_weights``, ``bone_transforms``, ``root_rotations``,
-            ``root_translations``; ``bone_centers``/``bone_orientations`` give the bind
-            frames, else weighted centroids and identity).
+            ``root_translations``; ``parents`` (B,) and ``joint_positions`` (B, 3) give the
+            joint tree, else it is estimated: :func:`lasr.model.tree.skeleton_rig`).
         colors: optional ``(V, 3)`` vertex colours in [0, 1] (``COLOR_0``, float).
         fps: key ``t`` is at ``t / fps`` seconds.
         include_root: animate the root node with the per-frame root transform (the object
@@ -293,7 +288,8 @@ def write_glb(path, skeleton, colors=None, *, fps: float = 10.0, include_root: b
     Returns:
         a summary dict: counts, byte size and the top-4 truncation error
         (``trunc_err_max``/``trunc_err_mean``: posed-vertex distance between dense and top-4
-        skinning over all frames, as a fraction of the rest bbox diagonal), ``top4_mass_min``.
+        skinning over all frames, as a fraction of the rest bbox diagonal), ``top4_mass_min``,
+        and the joint tree ``parents`` (B,).
     """
     d = skeleton_arrays(skeleton)
     X, F = d["rest_vertices"], d["faces"].reshape(-1, 3)
@@ -308,11 +304,16 @@ def write_glb(path, skeleton, colors=None, *, fps: float = 10.0, include_root: b
     if not np.isfinite(X).all() or not np.isfinite(G).all() or not np.isfinite(Rr).all() or not np.isfinite(tr).all():
         raise ValueError("non-finite skeleton arrays")
 
-    bind = _bind_frames(d)  # (B, 4, 4)
+    parents, _, bind = skeleton_rig(d)  # (B,), (B, 3), (B, 4, 4)
     ibm = np.linalg.inv(bind)
-    L = G @ bind[None]  # (T, B, 4, 4) joint local transforms under the root
+    world = G @ bind[None]  # (T, B, 4, 4) joint matrices in the object frame
+    rot_G = G[..., :3, :3]
+    rigid_err = float(np.abs(rot_G @ np.swapaxes(rot_G, -1, -2) - np.eye(3)).max())
+    world[..., :3, :3] = _nearest_rotation(world[..., :3, :3])
+    L = world.copy()  # local transforms: relative to the parent joint
+    has_parent = parents >= 0
+    L[:, has_parent] = np.linalg.inv(world[:, parents[has_parent]]) @ world[:, has_parent]
     rot_L = L[..., :3, :3]
-    rigid_err = float(np.abs(rot_L @ np.swapaxes(rot_L, -1, -2) - np.eye(3)).max())
     q_joint = _continuous_quats(quat_from_matrix(_nearest_rotation(rot_L)))  # (T, B, 4)
     t_joint = L[..., :3, 3]
     q_root = _continuous_quats(quat_from_matrix(_nearest_rotation(Rr))[:, None])[:, 0]
@@ -351,11 +352,14 @@ def write_glb(path, skeleton, colors=None, *, fps: float = 10.0, include_root: b
         {"name": "mesh", "mesh": 0, "skin": 0},
         {"name": "opencv_to_gltf", "rotation": [1.0, 0.0, 0.0, 0.0], "children": [n_root]},
         {"name": "root", "translation": [float(x) for x in t_root[0]], "rotation": [float(x) for x in q_root[0]],
-         "children": list(range(n_joint0, n_joint0 + B))},
+         "children": [n_joint0 + int(b) for b in np.flatnonzero(~has_parent)]},
     ]
     for b in range(B):
         nodes.append({"name": f"bone_{b:02d}", "translation": [float(x) for x in t_joint[0, b]],
                       "rotation": [float(x) for x in q_joint[0, b]]})
+        kids = [n_joint0 + int(c) for c in np.flatnonzero(parents == b)]
+        if kids:
+            nodes[-1]["children"] = kids
 
     times = np.arange(T, dtype=np.float64) / float(fps)
     t_acc = buf.add(times, _FLOAT, "SCALAR", minmax=True)
@@ -399,6 +403,7 @@ def write_glb(path, skeleton, colors=None, *, fps: float = 10.0, include_root: b
         "bufferViews": buf.views,
         "buffers": [{"byteLength": 0}],
         "extras": {"lasr": {"fps": float(fps), "frames": int(T), "include_root": bool(include_root),
+                            "parents": [int(p) for p in parents],
                             "axes": "node 'opencv_to_gltf' maps the OpenCV camera frame (x right, y down, "
                                     "z forward) to glTF (y up): diag(1, -1, -1)"}},
     }
@@ -422,5 +427,17 @@ def write_glb(path, skeleton, colors=None, *, fps: float = 10.0, include_root: b
         "frames": int(T), "fps": float(fps),
         "trunc_err_max": float(err.max()), "trunc_err_mean": float(err.mean()),
         "top4_mass_min": float(top4_mass.min()), "top4_mass_mean": float(top4_mass.mean()),
-        "bone_rigidity_err": rigid_err,
+        "bone_rigidity_err": rigid_err, "parents": parents,
     }
+
+
+def read_glb_extras(path) -> dict:
+    """The ``extras.lasr`` of a .glb from :func:`write_glb` (``fps``, ``frames``, ``parents``,
+    ...; empty for another writer's file). Reads the JSON chunk only."""
+    with open(path, "rb") as fh:
+        head = fh.read(20)
+        magic, _, _, jlen, jtype = struct.unpack("<4sIII4s", head)
+        if magic != b"glTF" or jtype != b"JSON":
+            raise ValueError(f"{path} is not a binary glTF (.glb)")
+        doc = json.loads(fh.read(jlen))
+    return dict(doc.get("extras", {}).get("lasr", {}))

@@ -57,9 +57,13 @@ def test_resume_without_checkpoint_is_a_clear_error(tmp_path):
 def test_builtin_example_runs_reports_and_renders(tmp_path):
     """`python -m lasr.optimize` with no video: the creature clip is made, fitted (2 steps per
     stage here), scored against its truth, written to outputs/fast/<time> (the schedule it
-    runs), its rig keyed at the clip's 12 fps, and its run folder is complete enough for
-    `python -m lasr.videos` to find the input frames through .hydra/config.yaml."""
-    from tests.gltf_reader import glb_key_times
+    runs), its rig keyed at the clip's 12 fps and parented as a tree that re-skins, and its
+    run folder is complete enough for `python -m lasr.videos` to find the input frames
+    through .hydra/config.yaml."""
+    from lasr.io.gltf import opencv_from_gltf
+    from lasr.io.obj import read_obj
+    from lasr.model.tree import tree_depth
+    from tests.gltf_reader import glb_joint_parents, glb_key_times, read_glb_and_pose, validate_glb
 
     env = {**os.environ, "PYTHONPATH": str(ROOT), "LASR_EXAMPLES": str(tmp_path / "examples")}
     cmd = [sys.executable, "-m", "lasr.optimize", f"cache_dir={tmp_path / 'cache'}",
@@ -69,6 +73,13 @@ def test_builtin_example_runs_reports_and_renders(tmp_path):
     (run,) = (tmp_path / "outputs" / "fast").iterdir()
     times = glb_key_times(run / "final" / "animation.glb")
     assert len(times) == 32 and abs(times[-1] - 31 / 12) < 1e-6
+    glb, parents = run / "final" / "animation.glb", np.load(run / "final" / "skeleton.npz")["parents"]
+    assert glb_joint_parents(glb).tolist() == parents.tolist() and tree_depth(parents) >= 3
+    assert validate_glb(glb) == []
+    for t in (0, 31):
+        V = read_obj(run / "final" / "meshes" / f"{t:05d}.obj")[0]
+        err = np.abs(opencv_from_gltf(read_glb_and_pose(glb, frame=t)) - V).max()
+        assert err < 0.01 * np.linalg.norm(V.max(0) - V.min(0))
     out = r.stdout + r.stderr
     assert "mask IoU" in out and "F-score" in out and str(run / "final") in out
     assert "rigid → articulate → refine" in out  # the fast schedule, not the lasr default

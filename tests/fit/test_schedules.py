@@ -12,7 +12,7 @@ from lasr.fit.export import final_content, fit_metrics
 from lasr.io.final import write_final
 from lasr.io.gltf import opencv_from_gltf
 from lasr.io.obj import read_obj
-from tests.gltf_reader import read_glb_and_pose
+from tests.gltf_reader import glb_joint_parents, read_glb_and_pose, validate_glb
 
 from .reference import REFERENCE, STEPS, schedules, short_fit, summary
 
@@ -63,3 +63,8 @@ def test_schedule_reproduces_its_reference_and_exports(schedule, tmp_path):
         posed = opencv_from_gltf(read_glb_and_pose(final / "animation.glb", frame=t))
         diag = np.linalg.norm(V.max(0) - V.min(0))
         assert np.abs(posed - V).max() < 0.01 * diag
+    # its joints are the skeleton's tree
+    assert skel["parents"].shape == (fitter.model.num_bones,) and (skel["parents"] == -1).sum() == 1
+    assert glb_joint_parents(final / "animation.glb").tolist() == skel["parents"].tolist()
+    assert skel["joint_positions"].shape == (fitter.model.num_bones, 3)
+    assert validate_glb(final / "animation.glb") == []

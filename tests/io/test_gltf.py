@@ -132,10 +132,14 @@ def test_dense_weights_top4_truncation_small(tmp_path):
 
 
 def test_structure(tmp_path):
-    d = synthetic_skeleton(B=5, T=4, seed=3)
+    d = synthetic_skeleton(B=5, T=4, seed=3, max_bones=4)
     V = len(d["rest_vertices"])
+    parents = np.array([-1, 0, 1, 0, 3])  # a given tree: 0 -> 1 -> 2, 0 -> 3 -> 4
+    joints = np.random.default_rng(3).normal(size=(5, 3)) * 0.3
+    d.update(parents=parents, joint_positions=joints)
     path = tmp_path / "s.glb"
-    G.write_glb(path, d, colors=np.full((V, 3), 0.5), fps=10, intrinsics=(300.0, 310.0, 640, 480))
+    info = G.write_glb(path, d, colors=np.full((V, 3), 0.5), fps=10, intrinsics=(300.0, 310.0, 640, 480))
+    assert info["parents"].tolist() == parents.tolist()
     raw = path.read_bytes()
     magic, version, length = struct.unpack_from("<4sII", raw)
     assert (magic, version, length) == (b"glTF", 2, len(raw)) and len(raw) % 4 == 0
@@ -158,10 +162,25 @@ def test_structure(tmp_path):
     assert arr["JOINTS_0"].max() < 5 and np.allclose(arr["WEIGHTS_0"].sum(1), 1, atol=1e-6)
     skin = doc["skins"][0]
     assert len(skin["joints"]) == 5 and acc[skin["inverseBindMatrices"]]["count"] == 5
-    # inverse bind matrices are the inverses of the bone frames (centre + orientation)
+    # the joints form the tree: bone b is node 3 + b, a child of its parent's node
+    assert doc["nodes"][2]["children"] == [3]
+    for b in range(5):
+        assert doc["nodes"][3 + b].get("children", []) == [3 + c for c in np.flatnonzero(parents == b)]
+    # inverse bind matrices are the inverses of the joint frames: at the joint, local +y
+    # toward the children (the centroid of their directions), a leaf's toward its centroid
     bind = np.linalg.inv(arr["inverse_bind_matrices"])
-    assert np.allclose(bind[:, :3, 3], d["bone_centers"], atol=1e-5)
-    assert np.allclose(bind[:, :3, :3], d["bone_orientations"], atol=1e-5)
+    assert np.allclose(bind[:, :3, 3], joints, atol=1e-5)
+    assert np.allclose(bind[:, :3, :3] @ np.swapaxes(bind[:, :3, :3], 1, 2), np.eye(3), atol=1e-5)
+    assert np.allclose(np.linalg.det(bind[:, :3, :3]), 1, atol=1e-5)
+    centroid = d["skinning_weights"].T @ d["rest_vertices"] / d["skinning_weights"].sum(0)[:, None]
+    for b, toward in [(0, joints[1] + joints[3] - 2 * joints[0]), (1, joints[2] - joints[1]),
+                      (2, centroid[2] - joints[2]), (4, centroid[4] - joints[4])]:
+        assert np.allclose(bind[b, :3, 1], toward / np.linalg.norm(toward), atol=1e-5), b
+    # the animated LOCAL transforms compose along the tree to the bone transforms
+    ref = posed_lbs(d)
+    for t in range(4):
+        got = G.opencv_from_gltf(GR.read_glb_and_pose(path, t))
+        assert np.abs(got - ref[t]).max() / diag(ref[t]) < 1e-5
 
     anim = doc["animations"][0]
     assert len(anim["channels"]) == 2 * (5 + 1)  # root + joints, translation + rotation
@@ -170,6 +189,7 @@ def test_structure(tmp_path):
     assert times["count"] == 4 and times["min"] == [0.0] and abs(times["max"][0] - 0.3) < 1e-7
     names = [n.get("name") for n in doc["nodes"]]
     assert names[:4] == ["mesh", "opencv_to_gltf", "root", "bone_00"]
+    assert doc["extras"]["lasr"]["parents"] == parents.tolist()
     assert doc["nodes"][1]["rotation"] == [1.0, 0.0, 0.0, 0.0]
     cam = doc["cameras"][0]["perspective"]
     assert abs(cam["yfov"] - 2 * np.arctan(240 / 310)) < 1e-9
@@ -227,6 +247,9 @@ def test_npz_path_and_torch_inputs(tmp_path):
         G.write_glb(tmp_path / "c.glb", {"rest_vertices": d["rest_vertices"]})
     with pytest.raises(ValueError):
         G.write_glb(tmp_path / "c.glb", d, colors=np.zeros((3, 3)))
+    for bad in ([-1, 0], [-1, -1, 0], [1, 2, 0], [-1, 0, 5]):  # wrong length, two roots, a cycle, no bone 5
+        with pytest.raises(ValueError, match="parents"):
+            G.write_glb(tmp_path / "c.glb", {**d, "parents": np.array(bad)})
 
 
 def test_quaternion_roundtrip_near_pi():
