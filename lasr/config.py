@@ -164,11 +164,14 @@ class LossWeights:
     laplacian: float = 0.5  # uniform Laplacian of the rest shape (smoothness)
     normal: float = 0.0  # normal consistency of the rest shape (1 - cos between neighbouring faces): against spikes
     symmetry: float = 0.0  # the rest shape against its mirror image (stages with symmetric: true)
-    deformation: float = 0.02  # least deformation: articulated vertices from the rest shape
+    deformation: float = 0.02  # least deformation (LASR): mean distance of articulated vertices from the rest shape
     edge: float = 0.1  # edge lengths kept between a frame and its neighbour
+    arap: float = 0.0  # as rigid as possible: every pose keeps the rest shape's edge lengths
+    motion_smooth: float = 0.0  # consecutive frames' bone transforms agree
     bones_inside: float = 0.1  # bone centres project inside the mask
     coverage: float = 0.0  # 2D chamfer between projected vertices and the mask (long-range silhouette)
     camera_smooth: float = 0.05  # consecutive root poses agree
+    root_prior: float = 0.0  # root rotations near those the stage started from (the flow's), fading to 0 over the stage
 
 
 
@@ -182,24 +185,21 @@ class StageConfig:
     resolution: int = 64  # crop side (px) the stage renders at
     batch_size: int = 8  # frames per step
     num_bones: int = 0  # 0: rigid (no articulation)
-    num_faces: Optional[int] = None  # remesh to about this many faces at the start; None: keep
+    num_faces: Optional[int] = None  # remesh (isotropic, symmetric) to about this many faces at the start; None: keep
     hypotheses: int = 1  # root-rotation hypotheses tried at the start (LASR: 16)
+    mirror_hypotheses: bool = False  # also try each hypothesis with the root trajectory mirrored in depth
+    trajectory: bool = False  # start the root from the rotations the flow shows (estimated once per fit)
     # run the schedule from this stage through `restart_until` this many times, each from
-    # the state at the stage's start with its own seed, keep the run whose full-frame mask
-    # IoU against the observed masks is highest and go on from it (several stages may
+    # the state at the stage's start with its own seed, keep the run whose data terms
+    # (silhouette, flow) over all frames are lowest and go on from it (several stages may
     # restart if the stages they repeat do not overlap)
-    restarts: int = 1  # runs of this stage through restart_until, the best by mask IoU kept
+    restarts: int = 1  # runs of this stage through restart_until, the best by the data terms kept
     restart_until: Optional[str] = None  # the last stage each restart runs; None: the schedule's last
-    # root turns tried (degrees about the camera's vertical axis, from the first frame to
-    # the last, at a constant rate): restart r of this stage starts its root rotations (each
-    # hypothesis) turning by turns[r % len(turns)]. The stage's loss cannot tell a turn (it
-    # needs a longer, more detailed shape) from a rounder shape that does not turn, so the
-    # turns are compared as restarts are, by the mask IoU.
-    turns: List[float] = field(default_factory=lambda: [0.0])  # root turn (degrees over the clip) restart r starts from
     hypothesis_iters: int = 50  # steps each hypothesis runs before the best is kept
     symmetric: bool = False  # use the symmetry loss (mirror about the rest shape's x = 0)
     train: List[str] = field(default_factory=lambda: list(PARAM_GROUPS))  # parameter groups it trains: shape, color, root, bones, motion, focal
     lr: float = 0.01  # Adam learning rate (x model.lr_scale of each group)
+    shape_lambda: float = 0.0  # > 0: Laplacian-preconditioned shape steps, u = (I + λL) x (Nicolet et al. 2021); 0: Adam
     lr_final: float = 1.0  # learning rate at the end of the stage as a fraction of lr (cosine decay); 1: constant
     sigma: float = 0.1  # SoftRas sharpness in px^2 at this stage's resolution (LASR: 1e-4 in NDC)
     faces_per_pixel: int = 8  # faces the soft rasterizer blends per pixel
@@ -214,6 +214,7 @@ class ModelConfig:
     rot_param: str = "6d"  # 6d | axis_angle
     skinning_temperature: float = 10.0  # softmax temperature of the Gaussian skinning (LASR: 10)
     crop_scale: float = 1.2  # crop side = crop_scale x the mask's bounding box
+    fix_gauge: bool = False  # after every step, rest shape back at the origin with radius 1 (bones and root follow)
     lr_scale: Dict[str, float] = field(default_factory=lambda: {  # learning rate factor per parameter group
         "shape": 1.0, "color": 1.0, "root": 1.0, "bones": 0.5, "motion": 1.0, "focal": 0.2})
 

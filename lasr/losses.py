@@ -18,6 +18,8 @@ __all__ = [
     "color_loss",
     "deformation_loss",
     "edge_loss",
+    "arap_edge_loss",
+    "motion_smoothness",
     "camera_smoothness",
     "bones_inside_loss",
     "coverage_loss",
@@ -61,9 +63,29 @@ def color_loss(pred: Tensor, obs: Tensor, weight: Tensor) -> Tensor:
 
 
 def deformation_loss(deformed: Tensor, rest: Tensor, scale: float) -> Tensor:
-    """Least deformation: mean squared displacement of (N,V,3) articulated vertices from
-    the (V,3) rest shape, in units of ``scale`` (e.g. the rest shape's RMS radius)."""
-    return (deformed - rest).square().sum(-1).mean() / (scale * scale)
+    """Least deformation as LASR: the mean distance ``‖Δ‖`` of (N,V,3) articulated
+    vertices from the (V,3) rest shape, in units of ``scale`` (the rest shape's RMS
+    radius). Unsquared, so a large deformation is not charged quadratically and a small
+    one still costs (the squared form let the rest shape drift from every pose)."""
+    return (deformed - rest).square().sum(-1).add(1e-12).sqrt().mean() / scale
+
+
+def arap_edge_loss(deformed: Tensor, rest: Tensor, edges: Tensor) -> Tensor:
+    """As rigid as possible, on edges: every edge of each (N,V,3) articulated pose keeps
+    its (V,3) rest length, ``mean |l_t - l_rest| / mean(l_rest)``."""
+    lr = (rest[edges[:, 0]] - rest[edges[:, 1]]).norm(dim=-1)
+    lt = (deformed[:, edges[:, 0]] - deformed[:, edges[:, 1]]).norm(dim=-1)
+    return (lt - lr).abs().mean() / lr.detach().mean().clamp_min(1e-8)
+
+
+def motion_smoothness(transforms: Tensor, scale: float) -> Tensor:
+    """Consecutive frames' bone transforms agree: ``transforms (T,B,4,4)`` rest-frame
+    rigid transforms; ``mean ||R_t - R_{t+1}||_F^2 + mean ||t_t - t_{t+1}||^2 / scale^2``
+    over frames and bones (0 for one frame)."""
+    if transforms.shape[0] < 2:
+        return transforms.new_zeros(())
+    d = transforms[1:] - transforms[:-1]
+    return d[..., :3, :3].square().sum((-1, -2)).mean() + d[..., :3, 3].square().sum(-1).mean() / (scale * scale)
 
 
 def edge_loss(verts_a: Tensor, verts_b: Tensor, edges: Tensor) -> Tensor:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.spatial import cKDTree
 
-__all__ = ["ICP_TOL", "sample_surface", "umeyama", "icp_similarity", "chamfer_f", "rotation_degrees", "apply_similarity",
+__all__ = ["ICP_TOL", "turn_from_first", "sample_surface", "umeyama", "icp_similarity", "chamfer_f", "rotation_degrees", "apply_similarity",
            "invert_similarity"]
 
 ICP_TOL = 1e-5
@@ -114,3 +114,22 @@ def chamfer_f(T, P, G, tree_p, tree_g, taus):
 
 def rotation_degrees(R) -> float:
     return float(np.degrees(np.arccos(np.clip((np.trace(R) - 1) / 2, -1, 1))))
+
+
+def turn_from_first(meshes) -> list[np.ndarray] | None:
+    """The rotation carrying frame 0's shape to each frame's (Kabsch on all vertices,
+    centred and scale-normalised) for meshes of one topology; None when it changes."""
+    Vs = [np.asarray(V, np.float64) for V in meshes]
+    if len({len(V) for V in Vs}) != 1:
+        return None
+
+    def norm(V):
+        c = V - V.mean(0)
+        return c / np.sqrt((c**2).sum(1).mean())
+
+    A = norm(Vs[0])
+    out = []
+    for V in Vs:
+        U, _, Wt = np.linalg.svd(norm(V).T @ A)
+        out.append(U @ np.diag([1.0, 1.0, np.sign(np.linalg.det(U @ Wt))]) @ Wt)
+    return out

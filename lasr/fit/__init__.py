@@ -2,7 +2,8 @@
 
 * :mod:`.fitter` -- the stage loop and its steps, hypotheses and restarts (:class:`Fitter`);
 * :mod:`.objective` -- a batch -> named loss terms -> weighted total (where a term is added);
-* :mod:`.schedule` -- stages, restart windows, root hypotheses and turns, from the config;
+* :mod:`.schedule` -- stages, restart windows, root hypotheses, from the config;
+* :mod:`.trajectory` -- the root's rotations over the clip, estimated from the flow;
 * :mod:`.optimizer` -- parameter groups, learning-rate schedule, lazy steps;
 * :mod:`.structure` -- remeshing and new bones between stages;
 * :mod:`.metrics` -- the model rendered over the full frames: mask IoU, flow error;
@@ -21,9 +22,11 @@ import types
 from ..data import full_intrinsics
 from .api import FitResult, fit
 from .fitter import Fitter, StageResult
-from .schedule import hypothesis_rotations, turn_rotations
+from .schedule import hypothesis_rotations
+from .trajectory import estimate_trajectory
 
-__all__ = ["Fitter", "FitResult", "StageResult", "fit", "full_intrinsics", "hypothesis_rotations", "turn_rotations"]
+__all__ = ["Fitter", "FitResult", "StageResult", "estimate_trajectory", "fit", "full_intrinsics",
+           "hypothesis_rotations"]
 
 
 class _CallableModule(types.ModuleType):

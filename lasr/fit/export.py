@@ -21,16 +21,25 @@ DEFAULT_FPS = 10.0  # the animation's rate when the source's is unknown and no f
 
 @torch.no_grad()
 def fit_metrics(model: ArticulatedModel, data: VideoData, results: list, kept: list, seconds: dict,
-                device: torch.device, extra: Optional[dict] = None) -> dict:
-    """``metrics.json``: per-frame mask IoU and flow error of the model, each stage's final
-    loss terms, structure changes and hypothesis scores, the kept restarts, timings,
-    sizes, device and versions."""
+                device: torch.device, extra: Optional[dict] = None, trajectory=None) -> dict:
+    """``metrics.json``: per-frame mask IoU and flow error of the model, the root's turn
+    from frame 0 (fitted, and estimated from the flow when ``trajectory`` (T,3,3) is
+    given), each stage's final loss terms, structure changes and hypothesis scores, the
+    kept restarts, timings, sizes, device and versions."""
+    from .trajectory import turn_degrees
+
     iou = full_frame_iou(model, data).numpy()
+    fitted_turn = turn_degrees(model.root_transforms()[0].detach().cpu().numpy())
+    est_turn = None if trajectory is None else turn_degrees(torch.as_tensor(trajectory).cpu().numpy())
     flow_err = observed_flow_error(model, data)
     T = data.num_frames
     return {
         "frames": [{"frame": i, "source_frame": int(data.source_frames[i]), "mask_iou": float(iou[i]),
-                    "flow_epe_px": float(flow_err[i]) if i < len(flow_err) else None} for i in range(T)],
+                    "flow_epe_px": float(flow_err[i]) if i < len(flow_err) else None,
+                    "root_turn_deg": float(fitted_turn[i]),
+                    "estimated_turn_deg": None if est_turn is None else float(est_turn[i])} for i in range(T)],
+        "root_turn_deg": {"fitted_max": float(fitted_turn.max()),
+                          "estimated_max": None if est_turn is None else float(est_turn.max())},
         "mean_mask_iou": float(iou.mean()),
         "worst_mask_iou": float(iou.min()),
         "mean_flow_epe_px": float(np.nanmean(flow_err)) if len(flow_err) and np.isfinite(flow_err).any() else None,

@@ -34,7 +34,8 @@ from .logger import FitLogger
 from .metrics import full_frame_iou
 from .optimizer import build_optimizer, cosine_factor, lazy_step, set_lr_factor
 from .panels import render_panels
-from .schedule import Restarts, capped, hypothesis_rotations, restart_windows, stage_turn, turn_rotations
+from .schedule import Restarts, capped, hypothesis_rotations, restart_windows
+from .trajectory import estimate_trajectory, mirror_in_depth, turn_degrees
 from .structure import change_structure
 
 __all__ = ["Fitter", "StageResult"]
@@ -79,6 +80,9 @@ class Fitter:
         self.model = self._init_model().to(device)
         self.mirror = mirror_index(self.model.rest_verts.detach().cpu()).to(device)
         self.crops = self.dist = self.optimizer = None
+        self.trajectory: Optional[torch.Tensor] = None  # (T,3,3) root rotations from the flow
+        self.root_prior: Optional[torch.Tensor] = None  # (T,3,3) what the root_prior term pulls towards
+        self.progress = 0.0  # of the stage's main steps
         self.on_step: Optional[Callable[["Fitter", dict], None]] = None  # called after every counted step
         self._set_topology()
 
@@ -114,24 +118,25 @@ class Fitter:
         self.optimizer = build_optimizer(self.model, stage, self.cfg.model.lr_scale, self.depth_scale)
 
     # ------------------------------------------------------------------ the objective
-    def losses(self, stage, ids: torch.Tensor, direction: torch.Tensor) -> tuple[dict, dict]:
+    def losses(self, stage, ids: torch.Tensor, direction: torch.Tensor, only=None) -> tuple[dict, dict]:
         """Loss terms (name -> scalar) and diagnostics of a batch (:func:`.objective.batch_terms`)."""
         return O.batch_terms(self.model, stage, self.crops, self.dist, self.topology, self.mirror, ids, direction,
-                             self.data.image_size, self.depth_scale)
+                             self.data.image_size, self.depth_scale, self.root_prior, self.progress, only)
 
     @torch.no_grad()
-    def objective(self, stage) -> float:
-        """The stage's weighted loss over every frame (each with the next one, the last
-        with the one before), in chunks of the batch size: a deterministic score that
-        compares hypotheses, where the loss of the last random batches would mostly
-        compare the batches."""
+    def objective(self, stage, only=O.DATA_TERMS) -> float:
+        """The stage's weighted data terms (silhouette and flow; ``only=None``: every
+        term) over every frame (each with the next one, the last with the one before), in
+        chunks of the batch size: a deterministic score that compares hypotheses and
+        restarts by what the video shows, where the loss of the last random batches would
+        mostly compare the batches and the mask IoU would not see depth."""
         T = self.data.num_frames
         ids = torch.arange(T, device=self.device)
         direction = O.pair_direction(ids, torch.ones_like(ids), T)
         n = max(1, stage.batch_size)
         total = 0.0
         for chunk, chunk_dir in zip(ids.split(n), direction.split(n)):
-            terms, _ = self.losses(stage, chunk, chunk_dir)
+            terms, _ = self.losses(stage, chunk, chunk_dir, only)
             total += float(O.weighted_total(terms, stage.weights)) * len(chunk)
         return total / T
 
@@ -170,6 +175,8 @@ class Fitter:
             self.optimizer.zero_grad(set_to_none=True)
             total.backward()
             lazy_step(self.optimizer, self.model, torch.cat([ids, ids + direction]))
+            if self.cfg.model.fix_gauge and "shape" in stage.train:
+                self.model.fix_gauge()
             rec = {k: float(v.detach()) for k, v in terms.items()}
             rec.update({k: float(v) for k, v in diag.items()})
             rec["total"] = float(total.detach())
@@ -201,18 +208,22 @@ class Fitter:
             self.on_step(self, rec)
 
     def _hypotheses(self, stage, name: str, gen: torch.Generator, bar: tqdm, turning: torch.Tensor) -> list[float]:
-        """Try ``stage.hypotheses`` root rotations, each turning by the (T,3,3) ``turning``
-        (:func:`.schedule.turn_rotations`); keep the best state in place."""
+        """Try ``stage.hypotheses`` root rotations, each composed with the (T,3,3) root
+        trajectory ``turning`` (and, with ``mirror_hypotheses``, with its mirror image in
+        depth); keep the state with the lowest data terms over all frames in place."""
         start = copy.deepcopy(self.model.state_dict())
         rotations = hypothesis_rotations(stage.hypotheses).to(self.device)
+        paths = [turning, mirror_in_depth(turning)] if stage.mirror_hypotheses else [turning]
         steps = capped(stage.hypothesis_iters, self.cfg.train.max_steps_per_stage)
         best, best_state, scores = math.inf, None, []
-        for h, R in enumerate(rotations):
+        tried = [(path, R) for path in paths for R in rotations]
+        for h, (path, R) in enumerate(tried):
             self.model.load_state_dict(start)
             with torch.no_grad():
-                self.model.root_rot.copy_(self.model.rot_from_matrix(turning @ R))
+                self.model.root_rot.copy_(self.model.rot_from_matrix(path @ R))
+                self.root_prior = (path @ R).detach().clone()
             self._new_optimizer(stage)
-            bar.set_description(f"{name} hypothesis {h + 1}/{len(rotations)}")
+            bar.set_description(f"{name} hypothesis {h + 1}/{len(tried)}")
             self._run_steps(stage, name, steps, gen, bar)
             score = self.objective(stage)
             scores.append(score)
@@ -220,7 +231,7 @@ class Fitter:
             if score < best:
                 best, best_state = score, copy.deepcopy(self.model.state_dict())
         self.model.load_state_dict(best_state)
-        log.info("stage %s: hypothesis losses %s -> kept #%d", name, [round(s, 4) for s in scores],
+        log.info("stage %s: hypothesis scores %s -> kept #%d", name, [round(s, 4) for s in scores],
                  int(np.argmin(scores)) + 1)
         return scores
 
@@ -243,23 +254,25 @@ class Fitter:
             win = rs.current
             self._fit_stages(on_stage_end, win.last)
             name = self.stages[win.first][0]
+            self.root_prior = None
+            score = self.objective(self.stages[win.last][1])
             iou = float(self.full_frame_iou().mean())
-            log.info("%s restart %d/%d: full-frame mask IoU %.4f", name, rs.restart + 1, win.count, iou)
+            log.info("%s restart %d/%d: data terms %.5f, full-frame mask IoU %.4f", name, rs.restart + 1, win.count,
+                     score, iou)
+            self.logger.scalar(f"restarts/{name}_score", score, rs.restart)
             self.logger.scalar(f"restarts/{name}_iou", iou, rs.restart)
-            if rs.best is None or iou > rs.best[0]:
-                rs.best = (iou, self._snapshot())
+            if rs.best is None or score < rs.best[0]:
+                rs.best = (score, self._snapshot(), iou)
             rs.restart += 1
             if rs.restart < win.count:
                 self._restore(rs.branch)  # the state at the window's start; the step count goes on
                 continue
-            best_iou, best = rs.best
+            best_score, best, best_iou = rs.best
             self._restore(best)
-            stage = self.stages[win.first][1]
-            kept = {"stage": name, "restart": best["restart"] + 1, "of": win.count, "mask_iou": best_iou,
-                    "turn": stage_turn(stage, best["restart"])}
-            turn_note = f"root turn {kept['turn']:g} degrees, " if len(stage.turns) > 1 else ""
-            log.info("%s: kept restart %d of %d (%smask IoU %.4f)", name, kept["restart"], win.count, turn_note,
-                     best_iou)
+            kept = {"stage": name, "restart": best["restart"] + 1, "of": win.count, "score": best_score,
+                    "mask_iou": best_iou}
+            log.info("%s: kept restart %d of %d (data terms %.5f, mask IoU %.4f)", name, kept["restart"], win.count,
+                     best_score, best_iou)
             rs.kept.append(kept)
             rs.window, rs.restart, rs.branch, rs.best = rs.window + 1, 0, None, None
             self.save_checkpoint("last.pt")
@@ -286,9 +299,8 @@ class Fitter:
             self.prepare_crops(stage)
             if not resuming:
                 change = change_structure(self.model, stage, self.cfg.train.distill_steps,
-                                          lambda: float(self.full_frame_iou().mean()))
-                if change.remeshed:
-                    self.mirror = None  # a remeshed surface is no longer vertex-symmetric
+                                          lambda: float(self.full_frame_iou().mean()), self.mirror)
+                self.mirror = change.mirror
                 result.iou_before_change, result.iou_after_change = change.iou_before, change.iou_after
                 if change.iou_before is not None:
                     log.info("stage %s: mask IoU %.4f before the change, %.4f after", name, change.iou_before,
@@ -303,7 +315,7 @@ class Fitter:
             desc = f"stage {si + 1}/{len(self.stages)} {name}"
             if rs.running(si):
                 desc += f" (restart {rs.restart + 1}/{rs.current.count})"
-            turning = self._start_turn(stage, name, rs.restart if rs.starts(si) else 0, resuming, hyp_steps > 0)
+            turning = self._start_root(stage, name, resuming, hyp_steps > 0)
             with tqdm(total=hyp_steps + iters, initial=self.stage_step if resuming else 0,
                       desc=desc, unit="step", disable=not self.cfg.train.progress) as bar:
                 if hyp_steps:
@@ -311,10 +323,17 @@ class Fitter:
                     bar.set_description(desc)
                 if not resuming or self.optimizer is None:
                     self._new_optimizer(stage)
-                result.final_terms = self._run_steps(
-                    stage, name, iters - self.stage_step, gen, bar, lambda rec: self._after_step(stage, rec),
-                    before_step=lambda: set_lr_factor(self.optimizer,
-                                                      cosine_factor(self.stage_step, iters, stage.lr_final)))
+                if not resuming:  # the root prior pulls towards where the stage's steps start
+                    self.root_prior = self.model.root_transforms()[0].detach().clone()
+
+                def before_step():
+                    self.progress = self.stage_step / max(iters, 1)
+                    set_lr_factor(self.optimizer, cosine_factor(self.stage_step, iters, stage.lr_final))
+
+                result.final_terms = self._run_steps(stage, name, iters - self.stage_step, gen, bar,
+                                                     lambda rec: self._after_step(stage, rec), before_step)
+                self.progress = 0.0
+            self.logger.turn(f"root/turn_deg_{name}", turn_degrees(self.model.root_transforms()[0].detach().cpu()))
             result.seconds = time.perf_counter() - t0
             self.results.append(result)
             self.stage_index, self.stage_step = si + 1, 0
@@ -323,19 +342,29 @@ class Fitter:
             if on_stage_end:
                 on_stage_end(self, result)
 
-    def _start_turn(self, stage, name: str, restart: int, resuming: bool, hypotheses: bool) -> torch.Tensor:
-        """The (T,3,3) root turn this stage starts from (``StageConfig.turns``); without
-        hypotheses it is applied to the root rotations here, else to each hypothesis."""
-        turn = stage_turn(stage, restart)
-        turning = turn_rotations(self.data.num_frames, turn).to(self.device)
-        if turn and not resuming:
-            log.info("stage %s: root turning by %g degrees over the clip", name, turn)
-            self.logger.scalar("restarts/turn", turn, self.restarts.restart)
-            if not hypotheses:
-                with torch.no_grad():
-                    R, _ = self.model.root_transforms()
-                    self.model.root_rot.copy_(self.model.rot_from_matrix(turning @ R))
-        return turning
+    def _start_root(self, stage, name: str, resuming: bool, hypotheses: bool) -> torch.Tensor:
+        """The (T,3,3) root trajectory this stage starts from: the rotations the flow shows
+        (``StageConfig.trajectory``, estimated once per fit: :mod:`.trajectory`), else the
+        identity. Without hypotheses it is applied to the root rotations here, else to
+        each hypothesis."""
+        T = self.data.num_frames
+        if not stage.trajectory:
+            return torch.eye(3, device=self.device).expand(T, 3, 3)
+        if self.trajectory is None:
+            t0 = time.perf_counter()
+            focal = float(self.model.focal()[0].detach()) * max(self.data.image_size)
+            est = estimate_trajectory(self.data, focal)
+            self.trajectory = torch.as_tensor(est.rotations, dtype=torch.float32, device=self.device)
+            turn = est.turn()
+            log.info("root trajectory from the flow: %d frame pairs, median residual %.1f degrees, turning %.0f "
+                     "degrees at most (%.1f s)", len(est.pairs), est.residual_deg, turn.max(),
+                     time.perf_counter() - t0)
+            self.logger.turn("root/estimated_turn_deg", turn)
+        if not resuming and not hypotheses:
+            with torch.no_grad():
+                R, _ = self.model.root_transforms()
+                self.model.root_rot.copy_(self.model.rot_from_matrix(self.trajectory @ R))
+        return self.trajectory
 
     # ------------------------------------------------------------------ checkpoints
     def state(self) -> dict:
@@ -350,6 +379,8 @@ class Fitter:
             "stage_names": [n for n, _ in self.stages],
             "results": [r.__dict__ for r in self.results],
             "mirror": self.mirror,
+            "trajectory": self.trajectory,
+            "root_prior": self.root_prior,
             **self.restarts.state(),
         }
 
@@ -389,6 +420,8 @@ class Fitter:
         self._restore(state)
         self.global_step = state["global_step"]
         self.restarts.load(state)
+        self.trajectory = state.get("trajectory")
+        self.root_prior = state.get("root_prior")
         self.last_good_checkpoint = path
         if self.stage_index < len(self.stages) and self.stage_step > 0:
             stage = self.stages[self.stage_index][1]

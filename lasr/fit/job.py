@@ -72,7 +72,8 @@ def run_job(cfg, run_dir: Path) -> Path:
         for r in fitter.results:
             seconds.setdefault(r.name, round(r.seconds, 2))
         seconds["total"] = round(time.perf_counter() - t0, 2)
-        metrics = fit_metrics(fitter.model, data, fitter.results, fitter.restarts.kept, seconds, device)
+        metrics = fit_metrics(fitter.model, data, fitter.results, fitter.restarts.kept, seconds, device,
+                              trajectory=fitter.trajectory)
         final = write_final(run_dir / "final", final_content(fitter.model, data, metrics, fps))
     log.info("done in %.1f min: %s", seconds["total"] / 60, final)
     print(f"outputs: {final}\n  meshes/*.obj, cameras.json, rest.obj, skeleton.npz, animation.glb, metrics.json\n"

@@ -67,6 +67,12 @@ class FitLogger:
         self.writer.add_mesh(tag, vertices=verts[None].cpu(), faces=faces[None].cpu(),
                              colors=(colors.clamp(0, 1)[None] * 255).to(torch.uint8).cpu(), global_step=step)
 
+    def turn(self, tag: str, degrees) -> None:
+        """A per-frame curve (e.g. the root's turn from frame 0, degrees), frame as step."""
+        if self.writer is not None:
+            for t, d in enumerate(degrees):
+                self.writer.add_scalar(tag, float(d), t)
+
     def text(self, tag: str, text: str) -> None:
         if self.writer is not None:
             self.writer.add_text(tag, text)

@@ -25,7 +25,8 @@ from ..geometry.symmetry import symmetry_loss
 from ..model.articulated import ArticulatedModel
 from ..render import PerspectiveCamera, RasterSettings, RenderOutput, render
 
-__all__ = ["Batch", "Term", "TERMS", "term", "batch_terms", "weighted_total", "pair_direction", "crop_cameras"]
+__all__ = ["Batch", "Term", "TERMS", "DATA_TERMS", "term", "batch_terms", "weighted_total", "pair_direction",
+           "crop_cameras"]
 
 
 @dataclass
@@ -45,6 +46,8 @@ class Batch:
         edges, pairs: the mesh's unique edges and neighbouring face pairs.
         mirror: ``(V,)`` mirror permutation of the rest vertices, or None.
         num_frames: frames in the clip; depth_scale: mean root depth.
+        root_prior: ``(T, 3, 3)`` the root rotations the stage started from, or None.
+        progress: how far the stage is, in [0, 1].
     """
 
     model: ArticulatedModel
@@ -62,6 +65,8 @@ class Batch:
     mirror: Optional[Tensor]
     num_frames: int
     depth_scale: float
+    root_prior: Optional[Tensor] = None
+    progress: float = 0.0
 
     @property
     def size(self) -> int:
@@ -146,6 +151,16 @@ def _edge(b: Batch) -> Tensor:
     return L.edge_loss(b.obj[: b.size], b.obj[b.size:], b.edges)
 
 
+@term("arap", when=_articulated)
+def _arap(b: Batch) -> Tensor:
+    return L.arap_edge_loss(b.obj, b.model.rest_verts, b.edges)
+
+
+@term("motion_smooth", when=lambda b: _articulated(b) and b.num_frames > 1)
+def _motion_smooth(b: Batch) -> Tensor:
+    return L.motion_smoothness(b.model.bone_transforms(), b.model.rest_radius)
+
+
 @term("bones_inside", when=_articulated)
 def _bones_inside(b: Batch) -> Tensor:
     m = b.model
@@ -165,6 +180,15 @@ def _coverage(b: Batch) -> Tensor:
 def _camera_smooth(b: Batch) -> Tensor:
     R, t = b.model.root_transforms()
     return L.camera_smoothness(R, t, b.depth_scale)
+
+
+@term("root_prior", when=lambda b: b.root_prior is not None)
+def _root_prior(b: Batch) -> Tensor:
+    R, _ = b.model.root_transforms()
+    return (1.0 - b.progress) * (R - b.root_prior).square().sum((-1, -2)).mean()
+
+
+DATA_TERMS = ("silhouette", "soft_iou", "flow")  # what scores hypotheses and restarts: the terms that see the video
 
 
 # ---------------------------------------------------------------------------------------
@@ -187,9 +211,11 @@ def stage_settings(stage) -> RasterSettings:
 
 def batch_terms(model: ArticulatedModel, stage, crops: Crops, dist: Tensor, topology: tuple[Tensor, Tensor],
                 mirror: Optional[Tensor], ids: Tensor, direction: Tensor, image_size: tuple[int, int],
-                depth_scale: float) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+                depth_scale: float, root_prior: Optional[Tensor] = None, progress: float = 0.0,
+                only: Optional[tuple[str, ...]] = None) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
     """The loss terms (name -> scalar) of a batch and its diagnostics (mask IoU, and the
-    flow's end-point error in crop pixels when the flow is fitted)."""
+    flow's end-point error in crop pixels when the flow is fitted). ``only``: compute just
+    these terms (e.g. :data:`DATA_TERMS`)."""
     w = stage.weights
     B = len(ids)
     all_ids = torch.cat([ids, ids + direction])
@@ -202,9 +228,9 @@ def batch_terms(model: ArticulatedModel, stage, crops: Crops, dist: Tensor, topo
                  verts_next=verts[B:] if need_flow else None, cameras_next=K[B:] if need_flow else None)
     edges, pairs = topology
     batch = Batch(model, stage, ids, direction, obj, verts, K, out, crops, dist, edges, pairs, mirror,
-                  model.num_frames, depth_scale)
+                  model.num_frames, depth_scale, root_prior, progress)
     terms = {name: t.fn(batch) for name, t in TERMS.items()
-             if (t.always or float(getattr(w, name)) != 0) and t.when(batch)}
+             if (t.always or float(getattr(w, name)) != 0) and t.when(batch) and (only is None or name in only)}
     diag = {"iou": L.mask_iou(out.silhouette, crops.mask[ids], crops.inside[ids]).mean()}
     if need_flow:
         with torch.no_grad():

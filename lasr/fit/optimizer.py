@@ -1,4 +1,9 @@
-"""The optimizer of a stage: its parameter groups, learning-rate schedule and lazy steps."""
+"""The optimizer of a stage: its parameter groups, learning-rate schedule and lazy steps.
+
+Every group is stepped by Adam, except the rest shape when the stage sets
+``shape_lambda > 0``: then it is stepped in the Laplacian-preconditioned coordinates of
+:mod:`.preconditioned`. :class:`StageOptimizer` holds both behind one interface.
+"""
 
 from __future__ import annotations
 
@@ -10,16 +15,52 @@ import torch
 from ..errors import LasrError
 from ..model.articulated import PARAM_GROUPS, ArticulatedModel
 
-__all__ = ["build_optimizer", "cosine_factor", "set_lr_factor", "lazy_step"]
+__all__ = ["StageOptimizer", "build_optimizer", "cosine_factor", "set_lr_factor", "lazy_step"]
+
+
+class StageOptimizer:
+    """Several optimizers stepped as one (Adam, and :class:`.preconditioned.LaplacianAdam`
+    for the shape when the stage asks for it): ``param_groups``, ``step``, ``zero_grad``
+    and ``state_dict`` as ``torch.optim`` has them."""
+
+    def __init__(self, optimizers: list[torch.optim.Optimizer]):
+        self.optimizers = list(optimizers)
+
+    @property
+    def param_groups(self) -> list[dict]:
+        return [g for o in self.optimizers for g in o.param_groups]
+
+    def step(self) -> None:
+        for o in self.optimizers:
+            o.step()
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for o in self.optimizers:
+            o.zero_grad(set_to_none=set_to_none)
+
+    def state_dict(self) -> dict:
+        return {"optimizers": [o.state_dict() for o in self.optimizers]}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Raises ValueError when ``state`` is not of optimizers like these."""
+        parts = state.get("optimizers") if isinstance(state, dict) else None
+        if parts is None or len(parts) != len(self.optimizers):
+            raise ValueError("optimizer state of another kind")
+        for o, sd in zip(self.optimizers, parts):
+            o.load_state_dict(sd)
 
 
 def build_optimizer(model: ArticulatedModel, stage, lr_scale: Mapping[str, float], depth_scale: float
-                    ) -> torch.optim.Adam:
-    """Adam over the groups the stage trains (``stage.train``, names of
+                    ) -> StageOptimizer:
+    """The optimizer of the groups the stage trains (``stage.train``, names of
     :data:`lasr.model.articulated.PARAM_GROUPS`), each at ``stage.lr`` x its
     ``lr_scale``. The root translations' rate is also multiplied by ``depth_scale``
-    (they live at the scale of the depth); a rigid stage (no bones) trains no motion."""
-    groups = []
+    (they live at the scale of the depth); a rigid stage (no bones) trains no motion.
+    With ``stage.shape_lambda > 0`` the rest shape takes Laplacian-preconditioned steps
+    (:class:`.preconditioned.LaplacianAdam`), the rest Adam's."""
+    from .preconditioned import LR_GAIN, LaplacianAdam
+
+    groups, shape = [], None
     declared = model.param_groups()
     for group in stage.train:
         if group not in declared:
@@ -27,14 +68,23 @@ def build_optimizer(model: ArticulatedModel, stage, lr_scale: Mapping[str, float
         if group == "motion" and stage.num_bones == 0:
             continue
         lr = stage.lr * float(lr_scale.get(group, 1.0))
+        if group == "shape" and float(stage.shape_lambda) > 0:
+            lr *= LR_GAIN
+            shape = LaplacianAdam([{"params": [declared[group]["rest_verts"]], "lr": lr, "name": group}],
+                                  model.faces, float(stage.shape_lambda), lr=lr)
+            continue
         if group == "root":
             groups.append({"params": [declared[group]["root_rot"]], "lr": lr, "name": "root_rot"})
             groups.append({"params": [declared[group]["root_trans"]], "lr": lr * depth_scale, "name": "root_trans"})
             continue
         groups.append({"params": list(declared[group].values()), "lr": lr, "name": group})
-    for g in groups:
-        g["base_lr"] = g["lr"]
-    return torch.optim.Adam(groups)
+    optimizers = [torch.optim.Adam(groups)] if groups else []
+    if shape is not None:
+        optimizers.append(shape)
+    for o in optimizers:
+        for g in o.param_groups:
+            g["base_lr"] = g["lr"]
+    return StageOptimizer(optimizers)
 
 
 def cosine_factor(step: int, iters: int, lr_final: float) -> float:

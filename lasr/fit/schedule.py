@@ -1,9 +1,10 @@
-"""The schedule read from the config alone: stages, restart windows, root hypotheses, turns.
+"""The schedule read from the config alone: stages, restart windows, root hypotheses.
 
 A schedule (``conf/stages/NAME.yaml``) is an ordered mapping of stages. A stage that sets
 ``restarts > 1`` opens a *restart window*: the stages from it through its
 ``restart_until`` (default: the last) run ``restarts`` times from the state at the
-window's start, and the run with the best full-frame mask IoU goes on. Windows may not
+window's start (each with its own seed), and the run whose data terms (silhouette and
+flow) over all frames are lowest goes on. Windows may not
 overlap. :class:`Restarts` is where a fit stands in them.
 """
 
@@ -18,7 +19,7 @@ import torch
 from ..errors import LasrError
 from ..geometry.rotations import axis_angle_to_matrix
 
-__all__ = ["Window", "Restarts", "restart_windows", "hypothesis_rotations", "turn_rotations", "stage_turn", "capped"]
+__all__ = ["Window", "Restarts", "restart_windows", "hypothesis_rotations", "capped"]
 
 
 @dataclass(frozen=True)
@@ -32,7 +33,7 @@ class Window:
 
 def restart_windows(stages: list[tuple[str, object]]) -> list[Window]:
     """The restart windows of ``[(name, StageConfig), ...]`` in order; validates
-    ``restarts``, ``restart_until`` and ``turns`` with errors that name the fix."""
+    ``restarts`` and ``restart_until`` with errors that name the fix."""
     names = [n for n, _ in stages]
     windows = []
     for i, (name, st) in enumerate(stages):
@@ -45,12 +46,6 @@ def restart_windows(stages: list[tuple[str, object]]) -> list[Window]:
                             f"stages: {', '.join(names)}")
         if n > 1:
             windows.append(Window(i, len(names) - 1 if until is None else names.index(until), n))
-        n_turns = len(st.turns)
-        if n_turns == 0:
-            raise LasrError(f"stages.{name}.turns is empty: give at least one turn in degrees, e.g. [0]")
-        if n_turns > n:
-            raise LasrError(f"stages.{name}.turns has {n_turns} turns, each tried as one restart: "
-                            f"set stages.{name}.restarts to at least {n_turns}")
     for a, b in zip(windows, windows[1:]):
         if b.first <= a.last:
             raise LasrError(f"stages.{names[a.first]}.restarts repeats the stages through {names[a.last]}, which "
@@ -67,8 +62,9 @@ class Restarts:
         windows: all windows, in order; window: the one now running (or next).
         restart: the restart now running in it.
         branch: the fit's state at the window's start (each restart starts from it).
-        best: ``(mask IoU, state)`` of the best finished restart of the window.
-        kept: each finished window's kept restart (stage, restart, of, mask_iou, turn).
+        best: ``(score, state)`` of the best finished restart of the window (the lowest
+            data objective over all frames).
+        kept: each finished window's kept restart (stage, restart, of, score, mask_iou).
     """
 
     windows: list[Window]
@@ -115,20 +111,6 @@ def hypothesis_rotations(n: int, dtype=torch.float32) -> torch.Tensor:
         rx = axis_angle_to_matrix(torch.tensor([math.radians(ring), 0.0, 0.0], dtype=torch.float64))
         out.append((rx @ ry).to(dtype))
     return torch.stack(out)
-
-
-def turn_rotations(num_frames: int, degrees: float, dtype=torch.float32) -> torch.Tensor:
-    """(T,3,3) rotations about the camera's vertical axis, from 0 at the first frame to
-    ``degrees`` at the last at a constant rate: a turn hypothesis (``StageConfig.turns``)."""
-    frac = torch.arange(num_frames, dtype=torch.float64) / max(num_frames - 1, 1)
-    axis_angle = torch.zeros(num_frames, 3, dtype=torch.float64)
-    axis_angle[:, 1] = math.radians(degrees) * frac
-    return axis_angle_to_matrix(axis_angle).to(dtype)
-
-
-def stage_turn(stage, restart: int) -> float:
-    """The root turn (degrees over the clip) restart ``restart`` of ``stage`` starts from."""
-    return float(stage.turns[restart % len(stage.turns)])
 
 
 def capped(n: int, cap: Optional[int]) -> int:

@@ -33,6 +33,8 @@ __all__ = [
     "laplacian_smoothing",
     "face_pairs",
     "normal_consistency",
+    "folded_edges",
+    "laplacian_matrix",
     "manifold_report",
     "is_closed_manifold",
     "euler_characteristic",
@@ -301,6 +303,34 @@ def normal_consistency(verts: torch.Tensor, faces: torch.Tensor, pairs: torch.Te
     pairs = face_pairs(faces) if pairs is None else pairs
     n = face_normals(verts, faces)
     return (1 - (n[..., pairs[:, 0], :] * n[..., pairs[:, 1], :]).sum(-1)).mean()
+
+
+def folded_edges(verts, faces, pairs: torch.Tensor | None = None):
+    """Share of the interior edges whose two faces fold over each other (normals more
+    than 90 degrees apart): spikes, plates, crumpled surfaces; edges of a degenerate face
+    are left out (the benchmark's measure). ``(...)`` for ``verts (..., V, 3)``; a smooth
+    closed surface gives 0."""
+    v, f, np_out = _tensors(verts, faces)
+    pairs = face_pairs(f) if pairs is None else pairs
+    cross = _face_cross(v, f)
+    length = cross.norm(dim=-1)
+    ok = length > 1e-12 * length.amax(-1, keepdim=True).clamp_min(1e-300)
+    n = cross / length.clamp_min(1e-300)[..., None]
+    keep = (ok[..., pairs[:, 0]] & ok[..., pairs[:, 1]]).to(v.dtype)
+    fold = ((n[..., pairs[:, 0], :] * n[..., pairs[:, 1], :]).sum(-1) < 0).to(v.dtype)
+    share = (fold * keep).sum(-1) / keep.sum(-1).clamp_min(1)
+    return share.numpy() if np_out else share
+
+
+def laplacian_matrix(faces: torch.Tensor, num_verts: int, dtype=torch.float32) -> torch.Tensor:
+    """The combinatorial graph Laplacian ``L = D - A`` of the mesh's edges, ``(V, V)``
+    sparse COO, coalesced (``D`` the vertex degrees, ``A`` the adjacency)."""
+    e = edges_unique(faces)
+    i = torch.cat([e[:, 0], e[:, 1], torch.arange(num_verts, device=faces.device)])
+    j = torch.cat([e[:, 1], e[:, 0], torch.arange(num_verts, device=faces.device)])
+    deg = torch.bincount(e.reshape(-1), minlength=num_verts).to(dtype)
+    vals = torch.cat([-torch.ones(2 * len(e), dtype=dtype, device=faces.device), deg])
+    return torch.sparse_coo_tensor(torch.stack([i, j]), vals, (num_verts, num_verts), check_invariants=True).coalesce()
 
 
 # ----------------------------------------------------------------------------

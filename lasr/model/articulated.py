@@ -33,6 +33,7 @@ Both replace ``nn.Parameter`` objects: rebuild the optimizer afterwards.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -333,6 +334,37 @@ class ArticulatedModel(nn.Module):
         with torch.no_grad():
             self.bone_pivots.copy_(self.bones.centers)
         return self.refit_bone_transforms(target)
+
+    @torch.no_grad()
+    def fix_gauge(self, radius: float = 1.0) -> tuple[torch.Tensor, float]:
+        """Put the rest shape back at the origin with RMS radius ``radius``, moving the
+        bones, their motion and the root so that every frame's image stays the same.
+
+        The rest shape's translation and scale are not seen by the images (a shifted
+        rest shape with shifted bones and root, or a larger one further from the camera,
+        project the same), so without this they drift and with them the scale every
+        regulariser is measured in. With ``X' = (X - c) / s``: bone centres and pivots
+        map the same way, bone translations scale by ``1/s``, log-precisions gain
+        ``2 log s``, and the root translation becomes ``(R c + t) / s`` (the camera-space
+        object scales by ``1/s`` about the camera: the monocular ambiguity).
+
+        Returns:
+            the centroid ``c`` ``(3,)`` and scale ``s`` that were removed.
+        """
+        x = self.rest_verts
+        c = x.mean(0)
+        s = float((x - c).norm(dim=-1).square().mean().sqrt()) / radius
+        if not math.isfinite(s) or s <= 0:
+            return c, 1.0
+        x.sub_(c).div_(s)
+        b = self.bones
+        b.centers.sub_(c).div_(s)
+        b.log_precisions.add_(2 * math.log(s))
+        self.bone_pivots.sub_(c).div_(s)
+        self.bone_trans.div_(s)
+        R = self._rot_to_matrix(self.root_rot)  # (T,3,3)
+        self.root_trans.copy_((R @ c + self.root_trans) / s)
+        return c, s
 
     @torch.no_grad()
     def set_rest_shape(
