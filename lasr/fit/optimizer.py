@@ -10,7 +10,7 @@ import torch
 from ..errors import LasrError
 from ..model.articulated import PARAM_GROUPS, ArticulatedModel
 
-__all__ = ["build_optimizer", "cosine_factor", "set_lr_factor", "lazy_step"]
+__all__ = ["build_optimizer", "load_optimizer_state", "cosine_factor", "set_lr_factor", "lazy_step"]
 
 
 def build_optimizer(model: ArticulatedModel, stage, lr_scale: Mapping[str, float], depth_scale: float
@@ -19,7 +19,7 @@ def build_optimizer(model: ArticulatedModel, stage, lr_scale: Mapping[str, float
     :data:`lasr.model.articulated.PARAM_GROUPS`), each at ``stage.lr`` x its
     ``lr_scale``. The root translations' rate is also multiplied by ``depth_scale``
     (they live at the scale of the depth); a rigid stage (no bones) trains no motion."""
-    groups = []
+    groups, lr_of = [], {}
     declared = model.param_groups()
     for group in stage.train:
         if group not in declared:
@@ -27,6 +27,7 @@ def build_optimizer(model: ArticulatedModel, stage, lr_scale: Mapping[str, float
         if group == "motion" and stage.num_bones == 0:
             continue
         lr = stage.lr * float(lr_scale.get(group, 1.0))
+        lr_of.update({"root_rot": lr, "root_trans": lr} if group == "root" else {group: lr})
         if group == "root":
             groups.append({"params": [declared[group]["root_rot"]], "lr": lr, "name": "root_rot"})
             groups.append({"params": [declared[group]["root_trans"]], "lr": lr * depth_scale, "name": "root_trans"})
@@ -34,7 +35,29 @@ def build_optimizer(model: ArticulatedModel, stage, lr_scale: Mapping[str, float
         groups.append({"params": list(declared[group].values()), "lr": lr, "name": group})
     for g in groups:
         g["base_lr"] = g["lr"]
+        g["nominal_lr"] = lr_of[g["name"]]  # the configured rate, before the schedule and the depth
     return torch.optim.Adam(groups)
+
+
+def load_optimizer_state(optimizer: torch.optim.Optimizer, saved: dict) -> list[tuple[str, float, float]]:
+    """Load the state ``saved`` (``optimizer.state_dict()`` of a checkpoint) into the fresh
+    ``optimizer`` of the same stage. A group whose configured rate (``stages.NAME.lr`` x
+    ``model.lr_scale``) changed since keeps its schedule, scaled to the new rate, so a
+    fit resumed with a lower ``lr`` runs with it. Returns ``(group, old, new)`` of those.
+
+    Raises:
+        ValueError: ``saved`` does not fit ``optimizer``.
+    """
+    fresh = {g["name"]: g["nominal_lr"] for g in optimizer.param_groups}
+    optimizer.load_state_dict(saved)
+    changed = []
+    for g in optimizer.param_groups:
+        new, old = fresh.get(g["name"]), g.get("nominal_lr")
+        if new is not None and old is not None and new != old:
+            g["base_lr"] = g["base_lr"] * new / old if old > 0 else new
+            g["nominal_lr"] = new
+            changed.append((g["name"], old, new))
+    return changed
 
 
 def cosine_factor(step: int, iters: int, lr_final: float) -> float:

@@ -6,6 +6,7 @@ import torch
 import lasr.losses as L
 from lasr.errors import LasrError
 from lasr.fit import Fitter, fitter as fitter_module
+from lasr.fit.checkpoint import load_checkpoint
 from lasr.fit.schedule import turn_rotations
 
 from .synth import ellipsoid_scene
@@ -197,10 +198,14 @@ def test_two_restart_windows_run_in_turn_and_resume(compose_cfg, tmp_path, monke
     results = again.fit()
     assert [r.name for r in results] == ["rigid", "articulate", "refine"]
     assert again.global_step == fitter.global_step and (again.restarts.window, again.restarts.restart, again.restarts.best) == (2, 0, None)
+    # exactly: the random states (batches, python, torch, k-means) went on from the checkpoint
+    assert torch.equal(again.full_frame_iou(), fitter.full_frame_iou())
+    for k, v in again.model.state_dict().items():
+        assert torch.equal(v, fitter.model.state_dict()[k]), k
     ckpt = tmp_path / "b" / "ckpt"
     assert (ckpt / "stage01_articulate_r1.pt").exists() and (ckpt / "stage02_refine_r1.pt").exists()
     for r in range(2):  # the first window ran as in the uninterrupted fit
-        saved = torch.load(ckpt / f"stage00_rigid_r{r}.pt", weights_only=False)["model"]["root_rot"]
+        saved = load_checkpoint(ckpt / f"stage00_rigid_r{r}.pt")["model"]["root_rot"]
         assert torch.equal(saved, rigid_ends[r][1])
 
 

@@ -4,11 +4,8 @@ recomputed, an up-to-date cache is not rewritten (read-only storage), bad settin
 masks of another shape are clear errors."""
 
 import hashlib
-import os
-import subprocess
 import threading
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +15,8 @@ import preprocess.flow as flowmod
 from lasr.errors import ConfigError, InputError, LasrError
 from preprocess import load_sequence, run
 from preprocess.layout import SequencePaths, Workspace, read_meta
+
+from tests.readonly import read_only
 
 from .synth import moving_square, write_folder
 
@@ -192,42 +191,13 @@ def test_an_up_to_date_cache_is_not_rewritten(compose_cfg, tmp_path, square):
     assert _stamps(tmp_path / "cache") == before
 
 
-@contextmanager
-def _read_only(folder: Path):
-    """``folder`` made read-only for this process: by permissions, or for root (whom
-    permissions do not stop) by a read-only bind mount; skips when neither works."""
-    if os.geteuid() != 0:
-        modes = {p: p.stat().st_mode for p in [folder, *folder.rglob("*")]}
-        for p in modes:
-            p.chmod(modes[p] & ~0o222)
-        try:
-            yield folder
-        finally:
-            for p, m in modes.items():
-                p.chmod(m)
-        return
-    view = folder.with_name(folder.name + "_ro")
-    view.mkdir()
-    ok = subprocess.run(["mount", "--bind", str(folder), str(view)], capture_output=True).returncode == 0
-    ok = ok and subprocess.run(["mount", "-o", "remount,ro,bind", str(view)], capture_output=True).returncode == 0
-    if not ok:
-        subprocess.run(["umount", str(view)], capture_output=True)
-        view.rmdir()
-        pytest.skip("cannot make a read-only folder here (root without mount)")
-    try:
-        yield view
-    finally:
-        subprocess.run(["umount", str(view)], check=True)
-        view.rmdir()
-
-
 def test_a_complete_cache_on_read_only_storage_is_used(compose_cfg, tmp_path, square):
     frames, masks = square
     write_folder(tmp_path / "c/frames", frames)
     write_folder(tmp_path / "c/masks", masks)
     inputs = (f"video={tmp_path / 'c/frames'}", f"masks={tmp_path / 'c/masks'}")
     run(_cfg(compose_cfg, *inputs, f"cache_dir={tmp_path / 'cache'}"))
-    with _read_only(tmp_path / "cache") as ro:
+    with read_only(tmp_path / "cache") as ro:
         res = run(_cfg(compose_cfg, *inputs, f"cache_dir={ro}"))
         assert res.computed == () and load_sequence(res.root).frames.shape == (5, 48, 64, 3)
         with pytest.raises(LasrError, match=r"cannot be written .* must be computed.*cache_dir="):
