@@ -1,6 +1,11 @@
 """lasr.fit.validate: every count and size is checked at start-up, before any work, with
 errors that name the key and the fix."""
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -8,6 +13,8 @@ import lasr
 from lasr.errors import ConfigError, LasrError
 from lasr.fit import Fitter
 from tests.readonly import read_only
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize("key, value, says", [
@@ -43,7 +50,13 @@ def test_every_problem_is_listed_at_once_and_a_fitter_checks_its_stages(compose_
 
 def test_a_read_only_run_folder_is_a_clear_error(tmp_path):
     (tmp_path / "runs").mkdir()
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     with read_only(tmp_path / "runs") as ro:
         with pytest.raises(LasrError, match=r"cannot write the run folder .*hydra\.run\.dir=.*out="):
             lasr.fit(tmp_path / "clip", stages="rigid", out=ro / "run", cache_dir=str(tmp_path / "cache"))
+        r = subprocess.run([sys.executable, "-m", "lasr.optimize", f"video={tmp_path / 'clip'}",
+                            f"hydra.run.dir={ro / 'run'}"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                           timeout=120)  # Hydra makes the folder before the job: checked before it does
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert f"error: cannot write the run folder {ro / 'run'}" in r.stderr and "hydra.run.dir=" in r.stderr
     assert not (tmp_path / "cache").exists()
