@@ -442,7 +442,7 @@ CASES: list[tuple[str, Callable]] = [
     ("lr=1e6 (no half-written final/)", lr_1e6),
     ("diverged, then the report's advice (lower lr, resume)", advice_followed),
     ("kill -9 after a checkpoint, resume: same per-frame IoU", kill_9_resume),
-    ("stages.rigid.iters=-5", config_case("stages.rigid.iters=-5", words=("stages.rigid.iters=-5", "must be >= 1"))),
+    ("stages.rigid.iters=-5", config_case("stages.rigid.iters=-5", words=("stages.rigid.iters=-5", "must be >= 0"))),
     ("stages.rigid.batch_size=0", config_case("stages.rigid.batch_size=0", words=("stages.rigid.batch_size=0",))),
     ("stages.rigid.hypotheses=0", config_case("stages.rigid.hypotheses=0", words=("stages.rigid.hypotheses=0",))),
     ("stages.rigid.resolution=0", config_case("stages.rigid.resolution=0", words=("stages.rigid.resolution=0",))),

@@ -45,9 +45,9 @@ class Where:
     checkpoint: Optional[Path]
 
     def report(self, what: str, lower: str) -> str:
-        ckpt = self.checkpoint or "none yet"
+        then = "then resume=true" if self.checkpoint else "then fit again"
         return (f"the fit diverged at stage '{self.stage}', step {self.stage_step} (global step {self.global_step}): "
-                f"{what}. Last good checkpoint: {ckpt}. Lower {lower}, then resume=true.")
+                f"{what}. Last good checkpoint: {self.checkpoint or 'none yet'}. Lower {lower}, {then}.")
 
 
 class DivergenceWatch:

@@ -24,7 +24,8 @@ MIN_FACES = 20  # the fewest faces a remesh may aim at
 def _stage_problems(bad: Problems, stages: list[tuple[str, object]]) -> None:
     for name, st in stages:
         k = f"stages.{name}."
-        bad.at_least(k + "iters", st.iters, 1, "optimizer steps of the stage")
+        bad.at_least(k + "iters", st.iters, 0, "optimizer steps of the stage; 0 runs only its structure change "
+                                              "and hypotheses")
         bad.at_least(k + "batch_size", st.batch_size, 1, "frames per step")
         bad.at_least(k + "resolution", st.resolution, MIN_RESOLUTION, "crop side in px the stage renders at")
         bad.at_least(k + "hypotheses", st.hypotheses, 1, "root rotations tried; 1 tries none")

@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize("key, value, says", [
-    ("stages.rigid.iters", -5, "must be >= 1 (optimizer steps"),
+    ("stages.rigid.iters", -5, "must be >= 0 (optimizer steps"),
     ("stages.rigid.batch_size", 0, "must be >= 1 (frames per step)"),
     ("stages.rigid.hypotheses", 0, "must be >= 1 (root rotations"),
     ("stages.rigid.hypothesis_iters", 0, "must be >= 1 (steps of each hypothesis)"),
@@ -43,7 +43,8 @@ def test_every_problem_is_listed_at_once_and_a_fitter_checks_its_stages(compose_
                       "stages.refine.hypotheses=0")
     with pytest.raises(ConfigError) as e:  # before it reads its data
         Fitter(cfg, None, tmp_path, torch.device("cpu"))
-    assert e.value.problems == ["stages.rigid.iters=-5: must be >= 1 (optimizer steps of the stage)",
+    assert e.value.problems == ["stages.rigid.iters=-5: must be >= 0 (optimizer steps of the stage; 0 runs only "
+                                "its structure change and hypotheses)",
                                 "stages.rigid.batch_size=0: must be >= 1 (frames per step)",
                                 "stages.refine.hypotheses=0: must be >= 1 (root rotations tried; 1 tries none)"]
 
