@@ -139,7 +139,9 @@ def latest_checkpoint(ckpt_dir: Path) -> Path | None:
 
 def load_latest(path: Path, device: torch.device | str = "cpu") -> tuple[dict, Path]:
     """``(state, file)`` of ``path``; when ``path`` is ``last.pt`` (or missing) and damaged,
-    of ``prev.pt`` beside it, with a warning that names the damaged file.
+    of ``prev.pt`` beside it, with a warning that names the damaged file. The damaged file
+    is moved aside (``last.pt.damaged``), so that the next checkpoint does not rotate it
+    into ``prev.pt`` in place of the good one.
 
     Raises:
         CheckpointError: no usable checkpoint, naming every file tried and why.
@@ -158,6 +160,11 @@ def load_latest(path: Path, device: torch.device | str = "cpu") -> tuple[dict, P
             continue
         if problems:
             log.warning("%s; resuming from %s instead", "; ".join(problems), p)
+            if path.exists() and p != path:
+                try:
+                    os.replace(path, path.with_name(path.name + ".damaged"))
+                except OSError:
+                    pass
         return state, p
     raise CheckpointError("no checkpoint to resume from: " + "; ".join(problems) +
                           ". Start the fit anew (resume=false, or another hydra.run.dir)")

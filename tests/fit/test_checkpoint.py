@@ -102,6 +102,9 @@ def test_a_damaged_last_checkpoint_is_named_and_the_previous_one_used(damage, fi
         used = again.load_checkpoint(last)
     assert used == prev and again.global_step == prev_step
     assert any(str(last) in r.getMessage() and str(prev) in r.getMessage() for r in caplog.records)
+    again.save_checkpoint("last.pt")  # the next checkpoint keeps the good one as prev.pt
+    assert load_checkpoint(prev)["global_step"] == prev_step and (tmp_path / "ckpt" / "last.pt.damaged").is_file()
+    last.write_bytes(bytes(blob))
     prev.write_bytes(prev.read_bytes()[:100])
     with pytest.raises(CheckpointError, match=r"last\.pt.*prev\.pt is damaged"):
         Fitter(cfg, data, tmp_path, torch.device("cpu")).load_checkpoint(last)
