@@ -25,7 +25,7 @@ from torch import Tensor
 from preprocess.layout import Sequence
 
 __all__ = ["VideoData", "Crops", "crop_boxes", "crop_intrinsics", "full_intrinsics", "make_crops", "to_video_data",
-           "distance_maps"]
+           "distance_maps", "data_fingerprint"]
 
 
 @dataclass
@@ -41,6 +41,8 @@ class VideoData:
         source_frames: (N,) long; source_size (W, H) of the user's frames.
         fps: frames per second of the processed frames (the source's rate over the
             preprocessing stride), None when unknown (a folder of frames).
+        fingerprint: the preprocessing cache's fingerprint (``meta.json``), None when the
+            data did not come from a cache (:func:`data_fingerprint` then hashes it).
     """
 
     rgb: Tensor
@@ -53,6 +55,7 @@ class VideoData:
     source_frames: Tensor
     source_size: tuple[int, int]
     fps: Optional[float] = None
+    fingerprint: Optional[str] = None
 
     @property
     def num_frames(self) -> int:
@@ -95,7 +98,23 @@ def to_video_data(seq: Sequence, crop_scale: float = 1.2) -> VideoData:
         source_frames=torch.from_numpy(seq.source_frames),
         source_size=seq.source_size,
         fps=float(src_fps) / stride if src_fps else None,
+        fingerprint=seq.meta.get("fingerprint"),
     )
+
+
+def data_fingerprint(data: VideoData) -> str:
+    """What identifies the sequence a fit is fitted to: its cache's fingerprint, else a
+    hash of its observations (frames, masks, flow and confidence)."""
+    if data.fingerprint:
+        return str(data.fingerprint)
+    import hashlib
+
+    h = hashlib.blake2b(digest_size=10)
+    for t in (data.rgb, data.mask, data.flow_fw, data.flow_bw, data.conf_fw, data.conf_bw, data.source_frames):
+        a = t.detach().cpu().contiguous().numpy()
+        h.update(str((a.dtype, a.shape)).encode())
+        h.update(a.tobytes())
+    return "data:" + h.hexdigest()
 
 
 def full_intrinsics(focal: Tensor, image_size: tuple[int, int]) -> Tensor:

@@ -19,6 +19,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+from .cli import hydra_entry
 from .config import conf_dir
 from .errors import exit_on_user_error
 
@@ -70,7 +71,7 @@ def report_against_truth(final: Path, gt: Path) -> dict:
 
 
 @hydra.main(config_path=str(conf_dir()), config_name="config", version_base="1.3")
-def main(cfg: DictConfig) -> None:
+def app(cfg: DictConfig) -> None:
     from .fit.job import run_job
 
     with exit_on_user_error():
@@ -86,6 +87,8 @@ def main(cfg: DictConfig) -> None:
         if gt is not None:
             report_against_truth(final, gt)
 
+
+main = hydra_entry(app)
 
 if __name__ == "__main__":
     main()

@@ -1,14 +1,18 @@
 """The preprocessing job: source -> frames -> masks -> flow (+confidence) -> cache.
 
 Each part is recomputed only when its key (a fingerprint of its inputs and settings)
-differs from the one recorded in ``meta.json``; see :mod:`preprocess.layout`.
+differs from the one recorded in ``meta.json`` or its files do not match their recorded
+sizes and checksums; see :mod:`preprocess.layout`. One process at a time works on a
+sequence (its lock): another waits, then finds the cache up to date or recomputes what
+its settings need. A complete, up-to-date cache on read-only storage is used as it is.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from contextlib import ExitStack
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -20,6 +24,7 @@ import lasr
 from lasr.config import LasrConfig, SegmenterBackend
 from lasr.device import resolve_device
 from lasr.errors import InputError, LasrError
+from lasr.files import LockUnavailable, exclusive_lock
 
 from . import flow as flowmod
 from . import segment
@@ -34,13 +39,19 @@ from .frames import (
     resize_frame,
     select_indices,
 )
+from .guard import check_location, check_name, check_settings
 from .layout import (
     LAYOUT_VERSION,
+    Sequence,
     SequencePaths,
+    Workspace,
+    claim_root,
     clean_leftovers,
+    file_records,
     hash_json,
-    is_complete,
-    part_files_present,
+    incomplete_reason,
+    load_sequence,
+    part_problem,
     read_meta,
     read_png,
     staged_dir,
@@ -55,11 +66,13 @@ log = logging.getLogger("preprocess")
 
 @dataclass(frozen=True)
 class PreprocessResult:
-    """Where the sequence is and which parts this call computed (the rest were reused)."""
+    """Where the sequence is and which parts this call computed (the rest were reused);
+    ``sequence``: the sequence as read under the lock (``run(cfg, load=True)``)."""
 
     root: Path
     computed: tuple[str, ...]
     meta: dict
+    sequence: Optional[Sequence] = None
 
 
 def _value(x):
@@ -80,7 +93,8 @@ def _plain(node) -> dict:
 
 
 def sequence_dir(cfg: LasrConfig) -> Path:
-    name = cfg.name or default_name(cfg.video)
+    """``cache_dir/<name>``; ``name`` (default: from the video's name) must be a plain name."""
+    name = check_name(cfg.name) if cfg.name else check_name(default_name(cfg.video), given=False)
     return Path(cfg.cache_dir).expanduser() / name
 
 
@@ -134,7 +148,8 @@ def _mask_candidates(cfg: LasrConfig, src: SourceInfo, indices: list[int], size,
         return [_Candidate(
             "folder",
             {"backend": "folder", "path": str(folder.resolve()), "fingerprint": file_fingerprint(list_images(folder))},
-            lambda: (lambda frames: segment.masks_from_folder(folder, src.num_frames, indices, size)),
+            lambda: (lambda frames: segment.masks_from_folder(folder, src.num_frames, indices, size,
+                                                              (src.width, src.height))),
         )]
     m, d = p.maskrcnn, p.detectron2
 
@@ -184,10 +199,16 @@ _NO_SEGMENTER = (
 # --------------------------------------------------------------------------------------
 
 
-def run(cfg: LasrConfig) -> PreprocessResult:
-    """Bring the sequence's cache up to date and return where it is."""
+def run(cfg: LasrConfig, load: bool = False) -> PreprocessResult:
+    """Bring the sequence's cache up to date and return where it is; with ``load``, also
+    the sequence as read while the lock is held (no other run can change it meanwhile).
+
+    Raises:
+        InputError / ConfigError / LasrError: bad inputs or settings, a cache folder that
+            would overlap the inputs, a read-only cache that needs recomputing.
+    """
+    check_settings(cfg)
     p = cfg.preprocess
-    t_start = time.perf_counter()
     src: SourceInfo = probe_source(cfg.video)
     indices = select_indices(src.num_frames, p.start, p.stride, p.max_frames)
     if len(indices) < 2:
@@ -195,11 +216,39 @@ def run(cfg: LasrConfig) -> PreprocessResult:
             f"video={cfg.video}: only {len(indices)} frame to process (the source has {src.num_frames}); "
             "flow needs at least two frames: give a longer video, or a smaller preprocess.stride / start"
         )
-    size = processing_size(src.width, src.height, p.resolution)
     paths = SequencePaths(sequence_dir(cfg))
-    paths.root.mkdir(parents=True, exist_ok=True)
-    clean_leftovers(paths)
-    old = {} if cfg.force else read_meta(paths)
+    check_location(paths.root, {"video": cfg.video, "masks": cfg.masks})
+    read_only = None
+    with ExitStack() as stack:
+        try:
+            paths.root.parent.mkdir(parents=True, exist_ok=True)
+            stack.enter_context(exclusive_lock(paths.lock, f"the preprocessing cache {paths.root}"))
+        except LockUnavailable as e:
+            read_only = str(e)
+        except OSError as e:
+            raise LasrError(f"cannot use cache_dir={cfg.cache_dir}: {e}. Give cache_dir=<a writable folder>") from None
+        work = Workspace(paths)
+        stack.callback(work.close)
+        result = _update(cfg, src, indices, paths, work, read_only)
+        if load:
+            result = replace(result, sequence=load_sequence(result.root))
+    return result
+
+
+def _update(cfg: LasrConfig, src: SourceInfo, indices: list[int], paths: SequencePaths, work: Workspace,
+            read_only: Optional[str]) -> PreprocessResult:
+    """The body of :func:`run`, under the sequence's lock (``read_only`` None) or, when the
+    lock cannot be made (``read_only`` says why), on storage that nothing may change."""
+    p = cfg.preprocess
+    t_start = time.perf_counter()
+    size = processing_size(src.width, src.height, p.resolution)
+    if read_only is None:
+        claim_root(paths)
+        removed = clean_leftovers(paths)
+        if removed:
+            log.info("%s: removed what an interrupted run left: %s", paths.root, ", ".join(removed))
+    on_disk = read_meta(paths)
+    old = {} if cfg.force else on_disk
     device = resolve_device(cfg.device)
     base_meta = {
         "layout_version": LAYOUT_VERSION,
@@ -213,16 +262,30 @@ def run(cfg: LasrConfig) -> PreprocessResult:
         "versions": {"lasr": lasr.__version__, "torch": torch.__version__, "numpy": np.__version__},
     }
     parts: dict[str, dict] = dict(old.get("parts", {})) if old.get("frames") == base_meta["frames"] else {}
+    n = len(indices)
 
     def save() -> dict:
+        nonlocal on_disk
         m = {**base_meta, "parts": parts, "fingerprint": hash_json({k: v["key"] for k, v in sorted(parts.items())})}
-        write_json_atomic(paths.meta, m)
+        if m != on_disk and read_only is None:  # unchanged: not rewritten (read-only storage stays usable)
+            write_json_atomic(paths.meta, m, tmp_dir=work.dir)
+            on_disk = m
         return m
 
     def fresh(part: str, key: str) -> bool:
-        return parts.get(part, {}).get("key") == key and part_files_present(paths, part, len(indices))
+        rec = parts.get(part, {})
+        if rec.get("key") != key:
+            return False
+        problem = part_problem(paths, part, n, rec)
+        if problem:
+            log.warning("%s: %s; recomputing %s", paths.root, problem, part)
+        return problem is None
 
     def begin(part: str) -> float:
+        if read_only is not None:
+            raise LasrError(f"{paths.root} cannot be written ({read_only}) and its {part} must be computed "
+                            f"(missing, damaged or made with other settings): give cache_dir=<a writable folder> "
+                            f"(copy the cache there to reuse it), or make it writable")
         parts.pop(part, None)  # unrecorded until its folder is complete and in place
         save()
         return time.perf_counter()
@@ -235,23 +298,24 @@ def run(cfg: LasrConfig) -> PreprocessResult:
     if not fresh("frames", frames_key):
         t0 = begin("frames")
         out = []
-        with staged_dir(paths, "frames") as tmp, tqdm(total=len(indices), unit="frame", desc="frames") as bar:
+        with staged_dir(paths, "frames", work) as tmp, tqdm(total=n, unit="frame", desc="frames") as bar:
             for i, (_, img) in enumerate(iter_frames(src, indices)):
                 img = resize_frame(img, size)
                 write_png(tmp / f"{i:05d}.png", img)
                 out.append(img)
                 bar.update(1)
-            if len(out) != len(indices):
-                raise InputError(f"video={cfg.video}: decoded {len(out)} of the {len(indices)} expected frames")
+            if len(out) != n:
+                raise InputError(f"video={cfg.video}: decoded {len(out)} of the {n} expected frames")
+            files = file_records(tmp, paths.part_names("frames", n))
         frames = np.stack(out)
-        parts["frames"] = {"key": frames_key, "seconds": round(time.perf_counter() - t0, 3)}
+        parts["frames"] = {"key": frames_key, "files": files, "seconds": round(time.perf_counter() - t0, 3)}
         save()
         computed.append("frames")
 
     def get_frames() -> np.ndarray:
         nonlocal frames
         if frames is None:
-            frames = np.stack([read_png(paths.frame(i)) for i in range(len(indices))])
+            frames = np.stack([read_png(paths.frame(i)) for i in range(n)])
         return frames
 
     def resolve(part: str, candidates: list[_Candidate]) -> tuple[_Candidate, str, object]:
@@ -278,10 +342,12 @@ def run(cfg: LasrConfig) -> PreprocessResult:
     if segmenter is not None:
         t0 = begin("masks")
         masks = segmenter(get_frames())
-        with staged_dir(paths, "masks") as tmp:
+        with staged_dir(paths, "masks", work) as tmp:
             for i, m in enumerate(masks):
                 write_png(tmp / f"{i:05d}.png", m.astype(np.uint8) * 255)
-        parts["masks"] = {"key": masks_key, "backend": cand.backend, "seconds": round(time.perf_counter() - t0, 3)}
+            files = file_records(tmp, paths.part_names("masks", n))
+        parts["masks"] = {"key": masks_key, "backend": cand.backend, "files": files,
+                          "seconds": round(time.perf_counter() - t0, 3)}
         save()
         computed.append("masks")
 
@@ -291,22 +357,24 @@ def run(cfg: LasrConfig) -> PreprocessResult:
         t0 = begin("flow")
         fr = get_frames()
         c = p.confidence
-        with staged_dir(paths, "flow") as tmp, tqdm(total=len(fr) - 1, unit="pair", desc=f"flow ({cand.backend})") as bar:
+        with staged_dir(paths, "flow", work) as tmp, tqdm(total=n - 1, unit="pair", desc=f"flow ({cand.backend})") as bar:
             for i, fw, bw in flowmod.forward_backward(estimator, fr, progress=bar.update):
                 conf_fw = flowmod.fb_confidence(fw[None], bw[None], c.alpha, c.beta)[0]
                 conf_bw = flowmod.fb_confidence(bw[None], fw[None], c.alpha, c.beta)[0]
                 np.savez_compressed(tmp / f"{i:05d}.npz", fw=fw.astype(np.float16), bw=bw.astype(np.float16),
                                     conf_fw=conf_fw.astype(np.float16), conf_bw=conf_bw.astype(np.float16))
+            files = file_records(tmp, paths.part_names("flow", n))
         sec = time.perf_counter() - t0
-        parts["flow"] = {"key": flow_key, "backend": cand.backend, "seconds": round(sec, 3),
-                         "pairs_per_second": round((len(fr) - 1) / max(sec, 1e-9), 2)}
+        parts["flow"] = {"key": flow_key, "backend": cand.backend, "files": files, "seconds": round(sec, 3),
+                         "pairs_per_second": round((n - 1) / max(sec, 1e-9), 2)}
         save()
         computed.append("flow")
 
     meta = save()
-    if not is_complete(paths, meta):
-        raise LasrError(f"{paths.root}: the cache is incomplete after preprocessing (files missing?)")
-    log.info("%s: %d frames %dx%d, masks: %s, flow: %s; computed: %s (%.1fs)", paths.root, len(indices),
+    reason = incomplete_reason(paths, meta)
+    if reason:
+        raise LasrError(f"{paths.root}: the cache is incomplete after preprocessing ({reason})")
+    log.info("%s: %d frames %dx%d, masks: %s, flow: %s; computed: %s (%.1fs)", paths.root, n,
              size[0], size[1], parts["masks"]["backend"], parts["flow"]["backend"],
              ", ".join(computed) or "nothing, the cache is up to date", time.perf_counter() - t_start)
     return PreprocessResult(paths.root, tuple(computed), meta)

@@ -30,6 +30,7 @@ __all__ = [
     "masks_from_folder",
     "masks_from_track",
     "check_masks",
+    "check_mask_shape",
     "load_maskrcnn",
     "maskrcnn_detect",
     "load_detectron2",
@@ -118,12 +119,28 @@ def _read_mask(path: Path) -> np.ndarray:
     return m > 0
 
 
+def check_mask_shape(path: Path, mask_hw: tuple[int, int], frame_size: tuple[int, int]) -> None:
+    """Raise when a mask of ``mask_hw`` (H, W) has another aspect ratio than frames of
+    ``frame_size`` (W, H): resizing it would stretch the object (one pixel of rounding
+    and 1 % are tolerated; masks at another resolution of the same shape are fine)."""
+    mh, mw = mask_hw
+    W, H = frame_size
+    if abs(mh - mw * H / W) > max(1.0, 0.01 * mh):
+        raise InputError(
+            f"mask {path} is {mw}x{mh} but the frames are {W}x{H}: another aspect ratio ({mw / mh:.3f} against "
+            f"{W / H:.3f}), so it would be stretched onto them. Give masks of the frames' size (or the same "
+            f"aspect ratio), one per frame"
+        )
+
+
 def masks_from_folder(
-    folder: str | Path, num_source: int, source_frames: Sequence[int], size: tuple[int, int]
+    folder: str | Path, num_source: int, source_frames: Sequence[int], size: tuple[int, int],
+    source_size: Optional[tuple[int, int]] = None,
 ) -> np.ndarray:
     """Masks for the kept frames from a folder with one image per source frame.
 
-    Returns (N,H,W) bool at ``size`` = (W, H).
+    Returns (N,H,W) bool at ``size`` = (W, H); every mask must have the aspect ratio of the
+    source frames (``source_size`` (W, H), default ``size``).
     """
     folder = Path(folder).expanduser()
     if not folder.is_dir():
@@ -137,6 +154,7 @@ def masks_from_folder(
     out = []
     for i in source_frames:
         m = _read_mask(files[i]).astype(np.uint8)
+        check_mask_shape(files[i], m.shape, source_size or size)
         out.append(resize_frame(m, size, nearest=True) > 0)
     masks = np.stack(out)
     check_masks(masks, source_frames, f"Check the files in {folder}.")

@@ -8,6 +8,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
+from ..cli import hydra_entry
 from ..config import conf_dir
 from ..errors import InputError, exit_on_user_error
 
@@ -15,7 +16,7 @@ __all__ = ["main"]
 
 
 @hydra.main(config_path=str(conf_dir()), config_name="evaluate", version_base="1.3")
-def main(cfg: DictConfig) -> None:
+def app(cfg: DictConfig) -> None:
     from . import evaluate
 
     with exit_on_user_error():
@@ -34,6 +35,8 @@ def main(cfg: DictConfig) -> None:
             Path(cfg.out).write_text(json.dumps(res, indent=1))
             print("wrote", cfg.out)
 
+
+main = hydra_entry(app)
 
 if __name__ == "__main__":
     main()

@@ -74,11 +74,13 @@ def fit(video, masks=None, stages: str = "fast", out=None, **overrides) -> FitRe
     """
     from omegaconf import OmegaConf
 
-    from .job import run_job
+    from .job import check_config, check_run_dir, run_job
 
     values = {"video": str(video), **({"masks": str(masks)} if masks is not None else {}), **overrides}
     cfg = compose_config(stages, values)
     run_dir = Path(out) if out is not None else Path("outputs") / stages / time.strftime("%Y-%m-%d_%H-%M-%S")
+    check_config(cfg)
+    check_run_dir(run_dir)
     (run_dir / ".hydra").mkdir(parents=True, exist_ok=True)
     OmegaConf.save(cfg, run_dir / ".hydra" / "config.yaml")  # as Hydra does: renders find the frames there
     final = run_job(cfg, run_dir)

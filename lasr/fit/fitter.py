@@ -6,6 +6,12 @@ resolution, may first try several root-rotation hypotheses and keep the one with
 lowest loss over all frames (LASR's viewpoint ambiguity), then runs ``iters`` steps of
 the objective (:mod:`.objective`) with the stage's optimizer (:mod:`.optimizer`).
 Restart windows (:mod:`.schedule`) repeat stages and keep the best run.
+
+A checkpoint (:meth:`Fitter.state`) holds everything the rest of the fit depends on, the
+random states included (the batch generator, Python's ``random``, torch's global
+generator, the k-means seed), so a fit resumed from one ends exactly as the fit that was
+not interrupted; it also holds the sequence's fingerprint, and a resume on another
+sequence is refused. Divergence is watched at every step (:mod:`.divergence`).
 """
 
 from __future__ import annotations
@@ -23,20 +29,22 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..data import VideoData, distance_maps, full_intrinsics, make_crops
+from ..data import VideoData, data_fingerprint, distance_maps, full_intrinsics, make_crops
 from ..errors import LasrError
 from ..geometry.mesh import edges_unique, face_pairs, icosphere
 from ..geometry.symmetry import mirror_index
 from ..model.articulated import ArticulatedModel
 from . import objective as O
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import NonFiniteState, capture_rng, load_latest, restore_global_rng, restore_stage_rng, save_checkpoint
+from .divergence import Divergence, DivergenceWatch, Where
 from .logger import FitLogger
 from .metrics import full_frame_iou
-from .optimizer import build_optimizer, cosine_factor, lazy_step, set_lr_factor
+from .optimizer import build_optimizer, cosine_factor, lazy_step, load_optimizer_state, set_lr_factor
 from .panels import render_panels
 from .schedule import Restarts, capped, hypothesis_rotations, restart_windows
 from .trajectory import estimate_trajectory, mirror_in_depth, turn_degrees
 from .structure import change_structure
+from .validate import check_stages
 
 __all__ = ["Fitter", "StageResult"]
 
@@ -73,7 +81,12 @@ class Fitter:
         self.stages = list(cfg.stages.items())
         if not self.stages:
             raise LasrError("the schedule has no stages: choose one with stages=lasr|fast|rigid")
+        check_stages(self.stages)
         self.restarts = Restarts(restart_windows(self.stages))
+        self.fingerprint = data_fingerprint(data)  # the sequence a checkpoint belongs to
+        self.batch_gen: Optional[torch.Generator] = None  # the batches' generator, while stages run
+        self.resumed_rng: Optional[dict] = None  # random states a checkpoint restores at the next stages' start
+        self.current_stage: tuple[str, float] = (self.stages[0][0], float(self.stages[0][1].lr))  # name, lr
         self.global_step = self.stage_index = self.stage_step = 0
         self.results: list[StageResult] = []
         self.last_good_checkpoint: Optional[Path] = None
@@ -151,32 +164,34 @@ class Fitter:
         preferred = torch.where(torch.rand(len(ids), generator=gen) < 0.5, -1, 1)
         return ids.to(self.device), O.pair_direction(ids, preferred, T).to(self.device)
 
-    def _check_finite(self, terms: dict, stage_name: str) -> None:
-        for name, value in terms.items():
-            if not torch.isfinite(value):
-                where = self.last_good_checkpoint or "none yet"
-                raise LasrError(
-                    f"the loss became {value.item()} at stage '{stage_name}', step {self.stage_step} "
-                    f"(global step {self.global_step}), in the term '{name}'. Last good checkpoint: {where}. "
-                    f"Lower stages.{stage_name}.lr or that term's weight, then resume=true."
-                )
+    def where(self) -> Where:
+        """Where the fit stands, for a divergence report."""
+        name, lr = self.current_stage
+        return Where(name, lr, self.stage_step, self.global_step, self.last_good_checkpoint)
 
     def _run_steps(self, stage, name: str, n: int, gen: torch.Generator, bar: Optional[tqdm] = None,
                    on_step: Optional[Callable] = None, before_step: Optional[Callable] = None) -> dict:
-        """``n`` optimizer steps; returns the mean of the last steps' terms."""
+        """``n`` optimizer steps; returns the mean of the last steps' terms.
+
+        Raises:
+            Divergence: a loss term or a parameter that is not finite, a loss grown by
+                orders of magnitude, an exploding parameter (:mod:`.divergence`).
+        """
         recent: list[dict] = []
+        watch = DivergenceWatch(self.model)
         for _ in range(n):
             if before_step:
                 before_step()
             ids, direction = self._sample(stage.batch_size, gen)
             terms, diag = self.losses(stage, ids, direction)
-            self._check_finite(terms, name)
             total = O.weighted_total(terms, stage.weights)
+            watch.check_loss(terms, total, stage.weights, self.where())
             self.optimizer.zero_grad(set_to_none=True)
             total.backward()
             lazy_step(self.optimizer, self.model, torch.cat([ids, ids + direction]))
             if self.cfg.model.fix_gauge and "shape" in stage.train:
                 self.model.fix_gauge()
+            watch.check_parameters(self.model, self.where())
             rec = {k: float(v.detach()) for k, v in terms.items()}
             rec.update({k: float(v) for k, v in diag.items()})
             rec["total"] = float(total.detach())
@@ -253,6 +268,7 @@ class Fitter:
         while rs.current is not None:
             win = rs.current
             self._fit_stages(on_stage_end, win.last)
+            self.batch_gen = self.resumed_rng = None  # the next stages draw from their own seed
             name = self.stages[win.first][0]
             self.root_prior = None
             score = self.objective(self.stages[win.last][1])
@@ -277,6 +293,7 @@ class Fitter:
             rs.window, rs.restart, rs.branch, rs.best = rs.window + 1, 0, None, None
             self.save_checkpoint("last.pt")
         self._fit_stages(on_stage_end, len(self.stages) - 1)
+        self.batch_gen = self.resumed_rng = None
         return self.results
 
     def _fit_stages(self, on_stage_end, last: int) -> None:
@@ -285,11 +302,17 @@ class Fitter:
         if self.stage_index > last:
             return
         rs, seed = self.restarts, self.cfg.train.seed
-        gen = torch.Generator().manual_seed(seed + self.global_step)
-        random.seed(seed + rs.restart)
+        rng, self.resumed_rng = self.resumed_rng, None
+        if rng is not None:  # a checkpoint taken inside these stages: go on with its random states
+            gen = restore_stage_rng(rng)
+        else:
+            gen = torch.Generator().manual_seed(seed + self.global_step)
+            random.seed(seed + rs.restart)
+        self.batch_gen = gen
         self.model.seed = seed + rs.restart  # k-means of new bones
         for si in range(self.stage_index, last + 1):
             name, stage = self.stages[si]
+            self.current_stage = (name, float(stage.lr))
             resuming = si == self.stage_index and self.stage_step > 0
             self.stage_index = si
             if rs.starts(si) and not resuming and rs.branch is None:
@@ -367,7 +390,14 @@ class Fitter:
         return self.trajectory
 
     # ------------------------------------------------------------------ checkpoints
+    def rng_state(self) -> dict:
+        """The random states the rest of the fit draws from (:func:`.checkpoint.capture_rng`)."""
+        return capture_rng(self.batch_gen, self.device, self.model.seed)
+
     def state(self) -> dict:
+        """Everything a resumed fit needs (tensors and plain values only): the model, its
+        structure, the optimizer, where the fit stands, its results, the restarts, the
+        random states and the sequence's fingerprint."""
         m = self.model
         return {
             "model": m.state_dict(),
@@ -381,12 +411,15 @@ class Fitter:
             "mirror": self.mirror,
             "trajectory": self.trajectory,
             "root_prior": self.root_prior,
+            "sequence": self.fingerprint,
+            "rng": self.rng_state(),
             **self.restarts.state(),
         }
 
     def _snapshot(self) -> dict:
         """The fit's state without the optimizer's (a restart starts a fresh optimizer)."""
-        state = copy.deepcopy({k: v for k, v in self.state().items() if k not in ("optimizer", "branch", "best")})
+        skip = ("optimizer", "branch", "best", "rng", "sequence")
+        state = copy.deepcopy({k: v for k, v in self.state().items() if k not in skip})
         state["optimizer"] = None
         return state
 
@@ -407,13 +440,38 @@ class Fitter:
         self.optimizer = None
 
     def save_checkpoint(self, filename: str) -> Path:
+        """Write the state as ``ckpt/filename`` and ``ckpt/last.pt`` (:mod:`.checkpoint`).
+
+        Raises:
+            Divergence: the state is not finite (nothing is written).
+            LasrError: the run folder cannot be written.
+        """
         path = self.ckpt_dir / filename
-        self.last_good_checkpoint = save_checkpoint(self.state(), self.ckpt_dir, filename)
+        try:
+            self.last_good_checkpoint = save_checkpoint(self.state(), self.ckpt_dir, filename)
+        except NonFiniteState as e:
+            name, lr = self.current_stage
+            raise Divergence(self.where().report(f"{e.key} is not finite, so it was not saved",
+                                                 f"stages.{name}.lr (now {lr:g})")) from None
+        except OSError as e:
+            raise LasrError(f"cannot write the checkpoint {path} ({e.strerror or e}): give a writable run folder "
+                            f"(hydra.run.dir=...)") from None
         return path
 
-    def load_checkpoint(self, path: Path) -> None:
-        state = load_checkpoint(path, self.device)
+    def load_checkpoint(self, path: Path) -> Path:
+        """Continue from the checkpoint ``path`` (from ``prev.pt`` when ``path`` is a damaged
+        ``last.pt``); returns the file used.
+
+        Raises:
+            CheckpointError: no usable checkpoint. LasrError: it belongs to another
+                sequence or another schedule.
+        """
+        state, path = load_latest(path, self.device)
         names = [n for n, _ in self.stages]
+        if state.get("sequence") != self.fingerprint:
+            raise LasrError(f"{path} was written by a fit of another sequence (fingerprint {state.get('sequence')}, "
+                            f"this one is {self.fingerprint}): resume only with the video, masks and preprocessing "
+                            f"settings of the interrupted run, or start a new run in another hydra.run.dir")
         if state["stage_names"] != names:
             raise LasrError(f"{path} was written by a schedule with stages {state['stage_names']}, "
                             f"not {names}: resume with the same stages=... as the interrupted run")
@@ -423,12 +481,19 @@ class Fitter:
         self.trajectory = state.get("trajectory")
         self.root_prior = state.get("root_prior")
         self.last_good_checkpoint = path
+        rng = state["rng"]
+        restore_global_rng(rng, self.device)
+        self.model.seed = int(rng["kmeans_seed"])
+        self.resumed_rng = rng if rng["batches"] is not None else None
         if self.stage_index < len(self.stages) and self.stage_step > 0:
             stage = self.stages[self.stage_index][1]
             self.prepare_crops(stage)
             self._new_optimizer(stage)
             if state["optimizer"] is not None:
                 try:
-                    self.optimizer.load_state_dict(state["optimizer"])
+                    for group, old, new in load_optimizer_state(self.optimizer, state["optimizer"]):
+                        log.info("learning rate of %s: %g in %s, %g now", group, old, path, new)
                 except ValueError:
                     log.warning("optimizer state in %s does not fit; continuing with a fresh optimizer", path)
+                    self._new_optimizer(stage)
+        return path

@@ -15,7 +15,7 @@ import torch
 from ..errors import LasrError
 from ..model.articulated import PARAM_GROUPS, ArticulatedModel
 
-__all__ = ["StageOptimizer", "build_optimizer", "cosine_factor", "set_lr_factor", "lazy_step"]
+__all__ = ["StageOptimizer", "build_optimizer", "load_optimizer_state", "cosine_factor", "set_lr_factor", "lazy_step"]
 
 
 class StageOptimizer:
@@ -60,7 +60,7 @@ def build_optimizer(model: ArticulatedModel, stage, lr_scale: Mapping[str, float
     (:class:`.preconditioned.LaplacianAdam`), the rest Adam's."""
     from .preconditioned import LR_GAIN, LaplacianAdam
 
-    groups, shape = [], None
+    groups, shape, lr_of = [], None, {}
     declared = model.param_groups()
     for group in stage.train:
         if group not in declared:
@@ -68,6 +68,7 @@ def build_optimizer(model: ArticulatedModel, stage, lr_scale: Mapping[str, float
         if group == "motion" and stage.num_bones == 0:
             continue
         lr = stage.lr * float(lr_scale.get(group, 1.0))
+        lr_of.update({"root_rot": lr, "root_trans": lr} if group == "root" else {group: lr})
         if group == "shape" and float(stage.shape_lambda) > 0:
             lr *= LR_GAIN
             shape = LaplacianAdam([{"params": [declared[group]["rest_verts"]], "lr": lr, "name": group}],
@@ -84,7 +85,29 @@ def build_optimizer(model: ArticulatedModel, stage, lr_scale: Mapping[str, float
     for o in optimizers:
         for g in o.param_groups:
             g["base_lr"] = g["lr"]
+            g["nominal_lr"] = lr_of[g["name"]]  # the configured rate, before the schedule, the depth and LR_GAIN
     return StageOptimizer(optimizers)
+
+
+def load_optimizer_state(optimizer: torch.optim.Optimizer, saved: dict) -> list[tuple[str, float, float]]:
+    """Load the state ``saved`` (``optimizer.state_dict()`` of a checkpoint) into the fresh
+    ``optimizer`` of the same stage. A group whose configured rate (``stages.NAME.lr`` x
+    ``model.lr_scale``) changed since keeps its schedule, scaled to the new rate, so a
+    fit resumed with a lower ``lr`` runs with it. Returns ``(group, old, new)`` of those.
+
+    Raises:
+        ValueError: ``saved`` does not fit ``optimizer``.
+    """
+    fresh = {g["name"]: g["nominal_lr"] for g in optimizer.param_groups}
+    optimizer.load_state_dict(saved)
+    changed = []
+    for g in optimizer.param_groups:
+        new, old = fresh.get(g["name"]), g.get("nominal_lr")
+        if new is not None and old is not None and new != old:
+            g["base_lr"] = g["base_lr"] * new / old if old > 0 else new
+            g["nominal_lr"] = new
+            changed.append((g["name"], old, new))
+    return changed
 
 
 def cosine_factor(step: int, iters: int, lr_final: float) -> float:

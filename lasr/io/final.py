@@ -30,12 +30,12 @@ from typing import Optional
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, LasrError
 from ..files import replace_dir
 from .gltf import read_glb_extras, write_glb
 from .obj import read_obj, write_obj
 
-__all__ = ["FinalContent", "FinalRun", "write_final", "read_final", "read_cameras", "source_intrinsics", "final_dir",
+__all__ = ["FinalContent", "FinalRun", "write_final", "degenerate", "read_final", "read_cameras", "source_intrinsics", "final_dir",
            "mesh_ids", "source_frames", "FINAL_FILES"]
 
 FINAL_FILES = ("cameras.json", "rest.obj", "skeleton.npz", "animation.glb", "metrics.json")
@@ -91,9 +91,38 @@ def _json_safe(x):
     return x
 
 
+def degenerate(content: FinalContent) -> Optional[str]:
+    """Why ``content`` cannot be written as a model (a non-finite array, a focal length that
+    is not positive, no frames, an fps that is not positive), or None when it can."""
+    arrays = {"verts": content.verts, "rest_verts": content.rest_verts, "colors": content.colors,
+              "intrinsics": content.intrinsics, **{f"skeleton.{k}": v for k, v in content.skeleton.items()}}
+    for name, a in arrays.items():
+        a = np.asarray(a)
+        if np.issubdtype(a.dtype, np.floating) and not np.isfinite(a).all():
+            return f"{name} is not finite"
+    K = np.asarray(content.intrinsics).reshape(-1, 4)
+    if len(K) == 0 or len(content.verts) == 0:
+        return "there are no frames"
+    if not (K[:, :2] > 0).all():
+        return f"a focal length is not positive ({float(K[:, :2].min()):.3g} px)"
+    if not (math.isfinite(content.fps) and content.fps > 0):
+        return f"fps={content.fps} is not positive"
+    return None
+
+
 def write_final(out_dir: Path, content: FinalContent) -> Path:
     """Write ``out_dir`` (``final/``) from ``content`` and return it. The folder is written
-    next to ``out_dir`` and moved into place when complete (replacing an older one)."""
+    next to ``out_dir`` and moved into place when complete (replacing an older one).
+
+    Raises:
+        LasrError: ``content`` is degenerate (:func:`degenerate`: a diverged fit); nothing
+            is written.
+    """
+    why = degenerate(content)
+    if why:
+        raise LasrError(f"the fitted model cannot be exported: {why} (the fit diverged). Nothing was written to "
+                        f"{out_dir}. Lower the learning rate (stages.NAME.lr) and fit again, or resume=true from a "
+                        f"checkpoint of the run")
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_dir.parent / f".{out_dir.name}.{uuid.uuid4().hex[:8]}.tmp"

@@ -380,6 +380,9 @@ def write_glb(path, skeleton, colors=None, *, fps: float = 10.0, include_root: b
     cameras = []
     if intrinsics is not None:
         fx, fy, w_img, h_img = (float(x) for x in intrinsics)
+        if not all(np.isfinite(v) and v > 0 for v in (fx, fy, w_img, h_img)):
+            raise ValueError(f"intrinsics (fx, fy, width, height) must be finite and > 0, got "
+                             f"{(fx, fy, w_img, h_img)}")
         cameras.append({"type": "perspective", "name": "video_camera", "perspective": {
             "yfov": float(2 * np.arctan(0.5 * h_img / fy)), "aspectRatio": float((w_img / fx) / (h_img / fy)),
             "znear": 0.01}})

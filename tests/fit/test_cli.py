@@ -91,3 +91,19 @@ def test_builtin_example_runs_reports_and_renders(tmp_path):
                        text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     assert (run / "renders" / "overlay.gif").is_file()
+
+
+def test_a_path_hydra_cannot_read_gets_the_quoted_form(tmp_path):
+    """A quote or a non-ASCII letter stops Hydra's lexer: the error shows the override
+    quoted (for Hydra and for the shell), and the quoted form reads back the path."""
+    from lasr.cli import override_error, quoted_override
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    r = subprocess.run([sys.executable, "-m", "preprocess", "video=my clip's.mp4"], cwd=tmp_path, env=env,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert """video="my clip's.mp4\"""" in r.stderr and "'video=\"my clip'\"'\"'s.mp4\"'" in r.stderr
+    msg = override_error("masks=/data/clipé/masks")
+    assert msg is not None and 'masks="/data/clipé/masks"' in msg
+    assert override_error("video=plain/path.mp4") is None
+    assert quoted_override("video", 'a"b\'c\\') == 'video="a\\"b\'c\\\\"'

@@ -6,6 +6,7 @@ import torch
 import lasr.losses as L
 from lasr.errors import LasrError
 from lasr.fit import Fitter, fitter as fitter_module
+from lasr.fit.checkpoint import load_checkpoint
 
 from .synth import ellipsoid_scene
 
@@ -155,11 +156,15 @@ def test_restarts_until_a_stage_keep_the_best_there_and_go_on_once(compose_cfg, 
 def test_two_restart_windows_run_in_turn_and_resume(compose_cfg, tmp_path, monkeypatch):
     """The rigid stage restarts alone (its own seed each), the best is kept, then the
     articulated stages restart from it; a run stopped in the second window resumes there
-    and ends as the uninterrupted run does."""
+    and ends exactly as the uninterrupted run does."""
     data, *_ = ellipsoid_scene(T=4, size=48)
     cfg = compose_cfg("stages=fast", "train.max_steps_per_stage=3", "train.checkpoint_every=1",
                       "train.progress=false", "stages.rigid.hypotheses=1", "stages.rigid.restarts=2",
-                      "stages.rigid.restart_until=rigid", "stages.articulate.restarts=2")
+                      "stages.rigid.restart_until=rigid", "stages.articulate.restarts=2",
+                      "stages.articulate.weights.coverage=0.5", "stages.refine.weights.coverage=0.5")
+    real_coverage = L.coverage_loss  # few sampled pixels: every step draws from torch's global generator
+    monkeypatch.setattr(L, "coverage_loss", lambda *a, **k: real_coverage(*a, **{**k, "max_points": 16}))
+    torch.manual_seed(0)
     fitter = Fitter(cfg, data, tmp_path / "a", torch.device("cpu"))
     rigid_ends, articulate_starts = [], []
 
@@ -189,7 +194,9 @@ def test_two_restart_windows_run_in_turn_and_resume(compose_cfg, tmp_path, monke
     assert names == ["stage00_rigid_r0.pt", "stage00_rigid_r1.pt", "stage01_articulate_r0.pt",
                      "stage01_articulate_r1.pt", "stage02_refine_r0.pt", "stage02_refine_r1.pt"]
 
+    torch.manual_seed(0)
     stopped = _interrupted_fit(cfg, data, tmp_path / "b", at_step=6 + 6 + 2)  # 2nd articulated restart, step 2
+    torch.manual_seed(1234)  # another process, another state: the checkpoint restores it
     assert (stopped.restarts.window, stopped.restarts.restart) == (1, 1)
     again = Fitter(cfg, data, tmp_path / "b", torch.device("cpu"))
     again.load_checkpoint(tmp_path / "b" / "ckpt" / "last.pt")
@@ -197,10 +204,14 @@ def test_two_restart_windows_run_in_turn_and_resume(compose_cfg, tmp_path, monke
     results = again.fit()
     assert [r.name for r in results] == ["rigid", "articulate", "refine"]
     assert again.global_step == fitter.global_step and (again.restarts.window, again.restarts.restart, again.restarts.best) == (2, 0, None)
+    # exactly: the random states (batches, python, torch, k-means) went on from the checkpoint
+    assert torch.equal(again.full_frame_iou(), fitter.full_frame_iou())
+    for k, v in again.model.state_dict().items():
+        assert torch.equal(v, fitter.model.state_dict()[k]), k
     ckpt = tmp_path / "b" / "ckpt"
     assert (ckpt / "stage01_articulate_r1.pt").exists() and (ckpt / "stage02_refine_r1.pt").exists()
     for r in range(2):  # the first window ran as in the uninterrupted fit
-        saved = torch.load(ckpt / f"stage00_rigid_r{r}.pt", weights_only=False)["model"]["root_rot"]
+        saved = load_checkpoint(ckpt / f"stage00_rigid_r{r}.pt")["model"]["root_rot"]
         assert torch.equal(saved, rigid_ends[r][1])
 
 
