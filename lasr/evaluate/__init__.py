@@ -1,4 +1,5 @@
-"""Score a fit's posed meshes against a ground-truth clip.
+"""Score a fit's posed meshes against a clip's truth: 3D meshes when it has them, else
+its masks (and keypoints) alone.
 
 Command line (``--help`` lists the keys, :class:`lasr.config.EvaluateConfig`)::
 
@@ -8,7 +9,9 @@ Command line (``--help`` lists the keys, :class:`lasr.config.EvaluateConfig`)::
 ``run=`` is a fit's output folder or its ``final/`` (anything holding
 ``meshes/%05d.obj`` and ``cameras.json``); ``gt=`` is a clip folder holding
 ``gt/meshes/%05d.obj``, ``gt/cameras.json``, ``gt/info.json`` and ``masks/%05d.png``
-(or the ``gt/`` folder itself).  ``frames=`` is ``start:stop[:step]`` or GT frame
+(or the ``gt/`` folder itself). A clip with ``masks/`` but no ``gt/meshes`` (a real video,
+e.g. DAVIS) gets the mask IoU, the keypoint-transfer PCK (when ``gt/keypoints.json``
+exists) and the folded edges only. ``frames=`` is ``start:stop[:step]`` or GT frame
 numbers joined by ``+``.  Predicted mesh ``k`` is compared with GT frame
 ``k``, unless the prediction's cameras.json gives ``source_frame`` values that
 differ from ``frame`` (a fit on a subset / stride of the video): then mesh ``k``

@@ -80,7 +80,7 @@ class Fitter:
         self.logger = FitLogger(writer, cfg.train.log_every, cfg.train.image_every)
         self.stages = list(cfg.stages.items())
         if not self.stages:
-            raise LasrError("the schedule has no stages: choose one with stages=lasr|fast|rigid")
+            raise LasrError("the schedule has no stages: choose one with stages=fast|smooth|lasr|rigid")
         check_stages(self.stages)
         self.restarts = Restarts(restart_windows(self.stages))
         self.fingerprint = data_fingerprint(data)  # the sequence a checkpoint belongs to
