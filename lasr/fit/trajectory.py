@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Optional, Sequence
+from typing import Sequence
 
 import cv2
 import numpy as np
@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from ..data import VideoData
 
 __all__ = ["Trajectory", "estimate_trajectory", "track_points", "relative_rotation", "average_rotations",
-           "mirror_in_depth", "turn_degrees", "factorize_rotations", "bundle_adjust"]
+           "mirror_in_depth", "turn_degrees"]
 
 
 @dataclass
@@ -113,36 +113,7 @@ def _advance(data: VideoData, pts: torch.Tensor, alive: torch.Tensor, k: int, fo
     return pts, alive & (c > min_conf) & inside & on_mask, k
 
 
-def _gray(data: VideoData, k: int) -> np.ndarray:
-    return cv2.cvtColor((data.rgb[k].numpy() * 255).round().astype(np.uint8), cv2.COLOR_RGB2GRAY)
-
-
-def _start_features(data: VideoData, i: int, max_points: int, border: int) -> np.ndarray:
-    """``(N, 2)`` float32 corners (Shi-Tomasi) on the object in frame ``i``."""
-    mask = (data.mask[i].numpy() > 0.5).astype(np.uint8)
-    if border > 0:
-        mask = cv2.erode(mask, np.ones((2 * border + 1, 2 * border + 1), np.uint8))
-    pts = cv2.goodFeaturesToTrack(_gray(data, i), maxCorners=max_points, qualityLevel=0.005, minDistance=2,
-                                  mask=mask * 255, blockSize=3)
-    return np.zeros((0, 2), np.float32) if pts is None else pts[:, 0].astype(np.float32)
-
-
 _LK = dict(winSize=(11, 11), maxLevel=2, criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 30, 0.01))
-
-
-def _advance_features(data: VideoData, grays: dict, pts: np.ndarray, alive: np.ndarray, k: int, fb_px: float = 0.5
-                      ) -> tuple[np.ndarray, np.ndarray, int]:
-    """Carry corners of frame ``k`` to ``k + 1`` with pyramidal Lucas-Kanade; drop those
-    whose backward track misses its start by more than ``fb_px`` or that leave the mask."""
-    a, b = grays.setdefault(k, _gray(data, k)), grays.setdefault(k + 1, _gray(data, k + 1))
-    nxt, st, _ = cv2.calcOpticalFlowPyrLK(a, b, pts, None, **_LK)
-    back, st2, _ = cv2.calcOpticalFlowPyrLK(b, a, nxt, None, **_LK)
-    ok = (st[:, 0] == 1) & (st2[:, 0] == 1) & (np.linalg.norm(back - pts, axis=1) < fb_px)
-    H, W = data.image_size
-    inside = (nxt[:, 0] >= 0) & (nxt[:, 0] <= W - 1) & (nxt[:, 1] >= 0) & (nxt[:, 1] <= H - 1)
-    xi, yi = np.clip(np.rint(nxt[:, 0]), 0, W - 1).astype(int), np.clip(np.rint(nxt[:, 1]), 0, H - 1).astype(int)
-    on_mask = data.mask[k + 1].numpy()[yi, xi] > 0.5
-    return nxt, alive & ok & inside & on_mask, k + 1
 
 
 def track_points(data: VideoData, i: int, j: int, max_points: int = 600, min_conf: float = 0.5,
@@ -162,124 +133,6 @@ def track_points(data: VideoData, i: int, j: int, max_points: int = 600, min_con
 
 METHOD = cv2.LMEDS
 PROB = 0.99
-
-
-def factorize_rotations(tracks: np.ndarray, outlier_sigma: float = 3.0, rounds: int = 3
-                        ) -> tuple[Optional[np.ndarray], np.ndarray]:
-    """Rotations of a rigid body from its tracks under weak perspective (Tomasi & Kanade
-    1992, scaled orthography): the centred ``2F x P`` track matrix has rank 3, its
-    factors ``M S`` are made metric by the ``Q`` that turns every frame's two rows of
-    ``M`` into orthogonal rows of one length, and each frame's rotation is those rows
-    and their cross product. Points off the rank-3 fit (legs that move on their own) are
-    dropped and the fit repeated.
-
-    Args:
-        tracks: ``(F, P, 2)`` pixel positions of ``P`` points in ``F >= 3`` frames.
-    Returns:
-        ``(F, 3, 3)`` rotations relative to the first frame (``R_f R_0^T``; the mirror
-        image in depth, :func:`mirror_in_depth`, fits as well), or None when the tracks do
-        not constrain them; the ``(P,)`` inlier mask; and the inliers' ``(P', 3)`` shape in
-        the first frame's camera axes, centred, in pixels of frame 0's scale.
-    """
-    F, P, _ = tracks.shape
-    keep = np.ones(P, dtype=bool)
-
-    def factor(keep):
-        X = tracks[:, keep]
-        W = np.concatenate([X[..., 0], X[..., 1]], 0)  # (2F, P): all x rows, then all y rows
-        W = W - W.mean(1, keepdims=True)
-        U, sv, Vt = np.linalg.svd(W, full_matrices=False)
-        return W, U, sv, Vt
-
-    for _ in range(rounds):
-        W, U, sv, Vt = factor(keep)
-        if len(sv) < 4 or sv[2] < 1e-9:
-            return None, keep, None
-        approx = (U[:, :3] * sv[:3]) @ Vt[:3]
-        r = np.sqrt(((W - approx) ** 2).reshape(2, F, -1).sum((0, 1)) / F)
-        resid = np.zeros(P)
-        resid[keep] = r
-        new = keep & (resid <= outlier_sigma * (1.4826 * np.median(r) + 1e-9))
-        if new.sum() < 12 or new.sum() == keep.sum():
-            break
-        keep = new
-    else:  # the last round dropped points: factor what is left
-        W, U, sv, Vt = factor(keep)
-    M = U[:, :3] * np.sqrt(sv[:3])
-    # metric upgrade: L = Q Q^T symmetric, |m_x|_L = |m_y|_L and m_x . m_y = 0 in L, |m_x0|_L = 1
-    mx, my = M[:F], M[F:]
-
-    def row(a, b):  # coefficients of a^T L b in the 6 unknowns of L
-        return np.array([a[0] * b[0], a[0] * b[1] + a[1] * b[0], a[0] * b[2] + a[2] * b[0],
-                         a[1] * b[1], a[1] * b[2] + a[2] * b[1], a[2] * b[2]])
-
-    A = [row(mx[f], mx[f]) - row(my[f], my[f]) for f in range(F)] + [row(mx[f], my[f]) for f in range(F)]
-    A.append(row(mx[0], mx[0]))
-    b = np.zeros(len(A))
-    b[-1] = 1.0
-    l, *_ = np.linalg.lstsq(np.array(A), b, rcond=None)
-    L = np.array([[l[0], l[1], l[2]], [l[1], l[3], l[4]], [l[2], l[4], l[5]]])
-    w, V = np.linalg.eigh(L)
-    if w.max() <= 0:
-        return None, keep, None
-    Q = V * np.sqrt(np.clip(w, 1e-9 * w.max(), None))
-    R = []
-    for f in range(F):
-        r1, r2 = mx[f] @ Q, my[f] @ Q
-        r1 /= np.linalg.norm(r1)
-        r2 = r2 - (r2 @ r1) * r1
-        r2 /= np.linalg.norm(r2)
-        R.append(np.stack([r1, r2, np.cross(r1, r2)]))
-    R = np.stack(R)
-    shape = (np.linalg.pinv(Q) @ (np.sqrt(sv[:3])[:, None] * Vt[:3])).T  # (P', 3) object axes
-    return R @ R[0].T, keep, shape @ R[0].T
-
-
-def bundle_adjust(tracks: np.ndarray, focal: float, center: tuple[float, float], R0: np.ndarray,
-                  shape0: np.ndarray, iters: int = 150) -> tuple[np.ndarray, float]:
-    """Refine a window's rotations under perspective: points ``X`` (frame 0's camera
-    coordinates, mean depth 1) and each frame's pose ``(R_f, t_f)`` (``R_0 = I``) that
-    reproject onto the tracks, with a Cauchy loss (points on parts that move on their own
-    barely pull).
-
-    Args:
-        tracks: ``(F, P, 2)`` pixels; focal, center: the intrinsics.
-        R0: ``(F, 3, 3)`` initial rotations relative to frame 0; shape0: ``(P, 3)`` the
-            initial shape in frame 0's camera axes, centred, in pixels of frame 0.
-    Returns:
-        ``(F, 3, 3)`` rotations relative to frame 0 and the median reprojection error (px).
-    """
-    from ..geometry.rotations import axis_angle_to_matrix
-
-    x = torch.as_tensor(tracks, dtype=torch.float64)
-    F_, P, _ = x.shape
-    c = torch.tensor(center, dtype=torch.float64)
-    ray0 = torch.cat([(x[0].mean(0) - c) / focal, torch.ones(1, dtype=torch.float64)])
-    X = torch.nn.Parameter(torch.as_tensor(shape0, dtype=torch.float64) / focal + ray0)
-    Rinit = torch.as_tensor(R0, dtype=torch.float64)
-    aa = torch.nn.Parameter(torch.zeros(F_, 3, dtype=torch.float64))
-    cen = x.mean(1)  # (F, 2)
-    t = torch.nn.Parameter(torch.cat([(cen - c) / focal, torch.ones(F_, 1, dtype=torch.float64)], 1)
-                           - (Rinit @ ray0))
-    opt = torch.optim.Adam([X, aa, t], lr=0.01)
-    mask = torch.ones(F_, dtype=torch.bool)
-    mask[0] = False
-
-    def residual():
-        R = axis_angle_to_matrix(aa * mask[:, None]) @ Rinit
-        Y = X @ R.transpose(1, 2) + t[:, None, :]  # (F, P, 3)
-        uv = focal * Y[..., :2] / Y[..., 2:].clamp_min(1e-3) + c
-        return (uv - x).norm(dim=-1), R
-
-    for _ in range(iters):
-        err, _ = residual()
-        loss = torch.log1p((err / 2.0) ** 2).mean() + (X[:, 2].mean() - 1.0) ** 2  # Cauchy, 2 px
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    with torch.no_grad():
-        err, R = residual()
-    return R.numpy(), float(err.median())
 
 
 def _essential_rotation(p_i, p_j, K, threshold):
