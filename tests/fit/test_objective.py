@@ -8,11 +8,11 @@ import torch
 
 from lasr.config import LossWeights
 from lasr.fit import Fitter
-from lasr.fit.objective import TERMS, pair_direction, weighted_total
+from lasr.fit.objective import DATA_TERMS, TERMS, pair_direction, weighted_total
 
 from .synth import ellipsoid_scene
 
-ONE_RIGID = ("stages.rigid.restarts=1", "stages.rigid.turns=[0]")  # fast without its rigid restarts (turns)
+ONE_RIGID = ("stages.rigid.restarts=1", "stages.rigid.mirror_hypotheses=false")  # one rigid run, no mirrors
 
 
 def test_every_weight_has_a_term_and_every_term_a_weight():
@@ -69,11 +69,12 @@ def test_rigid_stage_has_no_deformation_terms(compose_cfg, tmp_path):
 
 
 def test_hypotheses_keep_the_lowest_all_frame_objective(compose_cfg, tmp_path):
-    """Hypotheses are compared by the stage's loss over every frame (deterministic), and
-    the one kept is the one with the lowest."""
+    """Hypotheses are compared by the stage's data terms over every frame (deterministic),
+    and the one kept is the one with the lowest; with mirror images in depth, twice as
+    many."""
     data, *_ = ellipsoid_scene(T=6, size=48)
     cfg = compose_cfg("stages=rigid", "stages.rigid.iters=0", "stages.rigid.hypotheses=4",
-                      "stages.rigid.hypothesis_iters=3", "stages.rigid.batch_size=4", "stages.refine.iters=2",
+                      "stages.rigid.mirror_hypotheses=true", "stages.rigid.hypothesis_iters=3", "stages.rigid.batch_size=4", "stages.refine.iters=2",
                       "train.progress=false")
     fitter = Fitter(cfg, data, tmp_path, torch.device("cpu"))
     stage = cfg.stages["rigid"]
@@ -81,8 +82,9 @@ def test_hypotheses_keep_the_lowest_all_frame_objective(compose_cfg, tmp_path):
 
     def by_hand(f):  # frames 0-3 then 4-5, each paired with the next, the last with the one before
         with torch.no_grad():
-            a = f.losses(stage, torch.arange(4), torch.ones(4, dtype=torch.long))[0]
-            b = f.losses(stage, torch.tensor([4, 5]), torch.tensor([1, -1]))[0]
+            a = f.losses(stage, torch.arange(4), torch.ones(4, dtype=torch.long), DATA_TERMS)[0]
+            b = f.losses(stage, torch.tensor([4, 5]), torch.tensor([1, -1]), DATA_TERMS)[0]
+            assert set(a) == {"silhouette", "flow"}  # the stage's data terms only
         return (4 * float(weighted_total(a, stage.weights)) + 2 * float(weighted_total(b, stage.weights))) / 6
 
     def rigid_end(f, result):
@@ -92,7 +94,7 @@ def test_hypotheses_keep_the_lowest_all_frame_objective(compose_cfg, tmp_path):
 
     fitter.fit(on_stage_end=rigid_end)
     scores, kept = seen["scores"], seen["kept"]
-    assert len(scores) == 4 and len(set(scores)) == 4
+    assert len(scores) == 8 and len(set(scores)) == 8
     assert kept == seen["again"]  # no randomness in the score
     assert kept == pytest.approx(min(scores), rel=1e-6)
     assert kept == pytest.approx(seen["by_hand"], rel=1e-6)

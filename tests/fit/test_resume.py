@@ -32,12 +32,12 @@ def test_a_fit_killed_after_a_checkpoint_resumes_to_the_same_result(tmp_path):
     clip = tmp_path / "clip"
     write_folder(clip / "frames", (data.rgb.numpy() * 255).astype(np.uint8))
     write_folder(clip / "masks", data.mask.numpy() > 0.5)
-    # rigid restarts (two turns), hypotheses, random batches of 3 of the 5 frames, the coverage
+    # rigid restarts (two seeds), hypotheses and their mirrors, random batches of 3 of the 5 frames, the coverage
     # term (torch's global generator): every random state a resume must restore
     args = {"video": str(clip / "frames"), "masks": str(clip / "masks"), "stages": "rigid",
             "cache_dir": str(tmp_path / "cache"), "preprocess": {"flow": "dis"},
             "train": {"max_steps_per_stage": 3, "checkpoint_every": 1, "progress": False},
-            "stages.rigid.restarts": 2, "stages.rigid.turns": [0, 30], "stages.rigid.hypotheses": 2,
+            "stages.rigid.restarts": 2, "stages.rigid.restart_until": "rigid", "stages.rigid.hypotheses": 2,
             "stages.rigid.hypothesis_iters": 2,
             **{f"stages.{s}.{k}": v for s in ("rigid", "refine")
                for k, v in (("resolution", 32), ("batch_size", 3), ("weights.coverage", 0.5))}}

@@ -1,4 +1,4 @@
-"""lasr.fit.schedule: restart windows, root hypotheses and turns, from the config alone."""
+"""lasr.fit.schedule: restart windows and root hypotheses, from the config alone."""
 
 import pytest
 import torch
