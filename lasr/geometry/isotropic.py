@@ -320,6 +320,28 @@ def _split_long(mesh: _Mesh, high: float) -> None:
             mesh.m[n], mesh.m[mn] = mn, n
 
 
+def _salience(mesh: _Mesh, i: int) -> float:
+    """How far vertex ``i`` sticks out of its neighbours' centroid (a tip's is large)."""
+    nb = list(mesh.neighbours(i))
+    return float(np.linalg.norm(mesh.v[i] - np.mean([mesh.v[j] for j in nb], 0))) if nb else 0.0
+
+
+TIP = 1.5  # an endpoint sticking out this many times more than the other is a tip to keep
+
+
+def _merge_side(mesh: _Mesh, a: int, b: int) -> int:
+    """Where a short edge collapses to: 1 onto ``a``, -1 onto ``b``, 0 the midpoint. Onto
+    an endpoint that sticks out much more than the other (a tip, the end of a thin part),
+    which the midpoint would cut off (relaxation then projecting it onto the shortened
+    surface); elsewhere the midpoint, which keeps the edges around even."""
+    sa, sb = _salience(mesh, a), _salience(mesh, b)
+    return 1 if sa > TIP * sb else -1 if sb > TIP * sa else 0
+
+
+def _merge_point(mesh: _Mesh, a: int, b: int, side: int) -> np.ndarray:
+    return (mesh.v[a] if side > 0 else mesh.v[b] if side < 0 else 0.5 * (mesh.v[a] + mesh.v[b])).copy()
+
+
 def _collapse_short(mesh: _Mesh, low: float, high: float) -> None:
     short = sorted((e for e in mesh.ef if mesh.length(e) < low), key=mesh.length)
     for e, me in _pairs(mesh, short):
@@ -327,7 +349,7 @@ def _collapse_short(mesh: _Mesh, low: float, high: float) -> None:
             continue
         a, b = e
         if me is None:  # no image, or its own: an edge across the plane or in it
-            p = 0.5 * (mesh.v[a] + mesh.v[b])
+            p = _merge_point(mesh, a, b, _merge_side(mesh, a, b))
             if mesh.m is not None:
                 p[0] = 0.0
             if mesh.can_collapse(e, p, high):
@@ -343,7 +365,8 @@ def _collapse_short(mesh: _Mesh, low: float, high: float) -> None:
             ops = [((z, e[0] + e[1] - z), mesh.v[z].copy()), ((z, me[0] + me[1] - z), mesh.v[z].copy())]
         else:  # keep a and its image, merge b and its image into them
             ma, mb = mesh.m[a], mesh.m[b]
-            ops = [((a, b), 0.5 * (mesh.v[a] + mesh.v[b])), ((ma, mb), 0.5 * (mesh.v[ma] + mesh.v[mb]))]
+            side = _merge_side(mesh, a, b)  # the same choice on both sides
+            ops = [((a, b), _merge_point(mesh, a, b, side)), ((ma, mb), _merge_point(mesh, ma, mb, side))]
         if not mesh.can_collapse(*ops[0], high):
             continue
         record = mesh.collapse(*ops[0])

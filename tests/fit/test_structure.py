@@ -11,7 +11,7 @@ from .synth import ellipsoid_scene
 def test_stage_change_does_not_undo_the_fit(compose_cfg, tmp_path):
     torch.manual_seed(0)
     data, *_ = ellipsoid_scene(T=4, size=64)
-    cfg = compose_cfg("stages=lasr", "train.progress=false")
+    cfg = compose_cfg("stages=lasr", "stages.bones36.num_faces=2880", "train.progress=false")
     fitter = Fitter(cfg, data, tmp_path, torch.device("cpu"))
     stages = dict(cfg.stages)
     iou = lambda: float(fitter.full_frame_iou().mean())  # noqa: E731
