@@ -143,6 +143,7 @@ class Fitter:
         chunks of the batch size: a deterministic score that compares hypotheses and
         restarts by what the video shows, where the loss of the last random batches would
         mostly compare the batches and the mask IoU would not see depth."""
+        self.prepare_crops(stage)  # none yet when resumed at the end of a restart window
         T = self.data.num_frames
         ids = torch.arange(T, device=self.device)
         direction = O.pair_direction(ids, torch.ones_like(ids), T)
@@ -433,6 +434,7 @@ class Fitter:
         if state["structure"]["num_bones"] != m.num_bones:
             m.set_num_bones(state["structure"]["num_bones"])
         m.load_state_dict(sd)
+        self._set_topology()  # the faces may be another mesh's of the same size
         self.stage_index = state["stage_index"]
         self.stage_step = state["stage_step"]
         self.results = [StageResult(**r) for r in state["results"]]

@@ -232,3 +232,32 @@ def test_resume_inside_a_restart(compose_cfg, tmp_path):
     assert second.restarts.best is None and len(second.restarts.kept) == 1
     assert abs(float(second.full_frame_iou().mean()) - second.restarts.kept[0]["mask_iou"]) < 1e-6
     assert second.restarts.kept[0]["score"] <= first.restarts.best[0] and second.restarts.kept[0]["stage"] == "articulate"
+
+
+@pytest.mark.parametrize("restart", [0, 1])
+def test_resume_at_the_end_of_a_restart_window(compose_cfg, tmp_path, restart):
+    """Stopped right after a restart's stage-end checkpoint, before the restart is scored,
+    the fit resumes, scores it and goes on (a fresh Fitter has no crops yet)."""
+
+    class Stop(Exception):
+        pass
+
+    data, *_ = ellipsoid_scene(T=4, size=48)
+    cfg = compose_cfg("stages=rigid", *ONE_RIGID, "train.max_steps_per_stage=3", "train.checkpoint_every=1",
+                      "train.progress=false", "stages.rigid.hypotheses=1", "stages.rigid.restarts=2",
+                      "stages.rigid.restart_until=rigid")
+    whole = Fitter(cfg, data, tmp_path / "whole", torch.device("cpu"))
+    whole.fit()
+
+    def stop(f, res):
+        if res.name == "rigid" and f.restarts.restart == restart:
+            raise Stop
+
+    with pytest.raises(Stop):
+        Fitter(cfg, data, tmp_path / "cut", torch.device("cpu")).fit(on_stage_end=stop)
+    again = Fitter(cfg, data, tmp_path / "cut", torch.device("cpu"))
+    again.load_checkpoint(tmp_path / "cut" / "ckpt" / "last.pt")
+    results = again.fit()
+    assert [r.name for r in results] == ["rigid", "refine"] and again.global_step == whole.global_step
+    assert [k["restart"] for k in again.restarts.kept] == [k["restart"] for k in whole.restarts.kept]
+    assert torch.equal(again.full_frame_iou(), whole.full_frame_iou())
