@@ -1,7 +1,10 @@
-"""Loss terms that are not covered by the end-to-end fits: exact values on tiny cases."""
+"""Loss terms: exact values on tiny cases and gradients against finite differences."""
 
 from __future__ import annotations
 
+import math
+
+import pytest
 import torch
 
 from lasr import losses as L
@@ -65,3 +68,44 @@ def test_soft_iou_loss_on_hard_masks_and_its_gradient():
     assert p.grad[0, :2].abs().min() > p.grad[0, 2:].abs().max()
     torch.autograd.gradcheck(lambda x: L.soft_iou_loss(x, m.double(), torch.ones(1, 4, 4, dtype=torch.double)),
                              (torch.rand(1, 4, 4, dtype=torch.double, generator=g).requires_grad_(),))
+
+
+def test_deformation_is_the_mean_distance_over_the_radius_and_its_gradient():
+    rest = torch.zeros(3, 3, dtype=torch.float64)
+    posed = rest.expand(2, 3, 3).clone()
+    posed[0, 0] = torch.tensor([3.0, 4.0, 0.0])  # one vertex 5 away, one frame: mean over 6 vertices
+    posed[1, 2] = torch.tensor([0.0, 0.0, 1.0])
+    assert float(L.deformation_loss(posed, rest, 2.0)) == pytest.approx((5 + 1) / 6 / 2, rel=1e-5)  # sqrt(d² + 1e-12)
+    moved = posed + 0.1 * torch.randn(2, 3, 3, dtype=torch.float64)
+    assert torch.autograd.gradcheck(lambda p: L.deformation_loss(p, rest, 2.0), (moved.requires_grad_(),))
+
+
+def test_arap_is_zero_for_a_rigid_motion_and_charges_stretching():
+    from lasr.geometry.mesh import edges_unique, icosphere
+    from lasr.geometry.rotations import axis_angle_to_matrix
+
+    V, F = icosphere(1, dtype=torch.float64)
+    E = edges_unique(F)
+    R = axis_angle_to_matrix(torch.tensor([0.3, -0.5, 0.2], dtype=torch.float64))
+    rigid = (V @ R.T + torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64))[None]
+    assert float(L.arap_edge_loss(rigid, V, E)) < 1e-12
+    stretched = (V * torch.tensor([1.5, 1.0, 1.0], dtype=torch.float64))[None]
+    lr = (V[E[:, 0]] - V[E[:, 1]]).norm(dim=-1)
+    ls = (stretched[0, E[:, 0]] - stretched[0, E[:, 1]]).norm(dim=-1)
+    assert float(L.arap_edge_loss(stretched, V, E)) == pytest.approx(float((ls - lr).abs().mean() / lr.mean()), rel=1e-9)
+    posed = (V + 0.05 * torch.randn_like(V))[None].requires_grad_()
+    assert torch.autograd.gradcheck(lambda p: L.arap_edge_loss(p, V, E), (posed,))
+
+
+def test_motion_smoothness_on_known_transforms_and_its_gradient():
+    from lasr.geometry.rotations import axis_angle_to_matrix
+
+    T = torch.eye(4, dtype=torch.float64).repeat(3, 2, 1, 1)  # 3 frames, 2 bones
+    assert float(L.motion_smoothness(T, 1.0)) == 0.0
+    assert float(L.motion_smoothness(T[:1], 1.0)) == 0.0  # one frame: nothing to agree with
+    T[2, 1, :3, 3] = torch.tensor([0.0, 2.0, 0.0])  # bone 1 jumps by 2 at the last frame
+    T[1, 0, :3, :3] = axis_angle_to_matrix(torch.tensor([0.0, 0.0, 0.5], dtype=torch.float64))
+    rot = 2 * 2 * (2 - 2 * math.cos(0.5)) / 4  # ||R - I||_F^2 = 4 - 4cos, twice (in and out), mean over 2x2
+    assert float(L.motion_smoothness(T, 2.0)) == pytest.approx(rot + 4 / 4 / 4, rel=1e-9)
+    x = (T + 0.01 * torch.randn_like(T)).requires_grad_()
+    assert torch.autograd.gradcheck(lambda t: L.motion_smoothness(t, 2.0), (x,))
