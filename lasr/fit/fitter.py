@@ -138,11 +138,10 @@ class Fitter:
 
     @torch.no_grad()
     def objective(self, stage, only=O.DATA_TERMS) -> float:
-        """The stage's weighted data terms (silhouette and flow; ``only=None``: every
-        term) over every frame (each with the next one, the last with the one before), in
-        chunks of the batch size: a deterministic score that compares hypotheses and
-        restarts by what the video shows, where the loss of the last random batches would
-        mostly compare the batches and the mask IoU would not see depth."""
+        """The stage's weighted data terms (``only=None``: every term) over every frame (each
+        with the next one, the last with the one before), in chunks of the batch size: a
+        deterministic score of hypotheses and restarts by what the video shows (the last
+        random batches' loss compares batches; the mask IoU does not see depth)."""
         self.prepare_crops(stage)  # none yet when resumed at the end of a restart window
         T = self.data.num_frames
         ids = torch.arange(T, device=self.device)
