@@ -12,6 +12,19 @@ from lasr.geometry.rotations import axis_angle_to_matrix
 from lasr.render import RasterSettings, render
 
 
+def _render_clip(verts, F, K, colors, size):
+    """Hard masks, soft colours and exact forward / backward flow of ``(T, V, 3)`` posed
+    meshes seen by cameras ``K (T, 4)`` at ``size`` px."""
+    hard = RasterSettings(image_size=(size, size), sigma=0.0, faces_per_pixel=1)
+    soft = RasterSettings(image_size=(size, size), sigma=1e-3, faces_per_pixel=4)
+    with torch.no_grad():
+        mask = render(verts, F, K, hard, silhouette=False).mask.float()
+        rgb = render(verts, F, K, soft, silhouette=False, attributes=colors).attributes
+        fw = render(verts[:-1], F, K[:-1], soft, silhouette=False, verts_next=verts[1:], cameras_next=K[1:]).flow
+        bw = render(verts[1:], F, K[1:], soft, silhouette=False, verts_next=verts[:-1], cameras_next=K[:-1]).flow
+    return mask, rgb, fw, bw
+
+
 def ellipsoid_scene(T: int = 8, size: int = 64, turn_deg: float = 6.0, axes=(1.0, 0.55, 0.4)):
     """A colored ellipsoid turning about its vertical axis in front of the camera.
 
@@ -28,13 +41,7 @@ def ellipsoid_scene(T: int = 8, size: int = 64, turn_deg: float = 6.0, axes=(1.0
         verts.append(V @ R.T + torch.tensor([0.05 * math.sin(t / 2), 0.02 * t - 0.05, 3.2]))
     verts = torch.stack(verts)
     Ks = K.expand(T, 4)
-    hard = RasterSettings(image_size=(size, size), sigma=0.0, faces_per_pixel=1)
-    soft = RasterSettings(image_size=(size, size), sigma=1e-3, faces_per_pixel=4)
-    with torch.no_grad():
-        mask = render(verts, F, Ks, hard, silhouette=False).mask.float()
-        rgb = render(verts, F, Ks, soft, silhouette=False, attributes=colors).attributes
-        fw = render(verts[:-1], F, Ks[:-1], soft, silhouette=False, verts_next=verts[1:], cameras_next=Ks[1:]).flow
-        bw = render(verts[1:], F, Ks[1:], soft, silhouette=False, verts_next=verts[:-1], cameras_next=Ks[:-1]).flow
+    mask, rgb, fw, bw = _render_clip(verts, F, Ks, colors, size)
     conf = torch.ones(T - 1, size, size)
     data = VideoData(rgb=rgb.clamp(0, 1), mask=mask, flow_fw=fw, flow_bw=bw, conf_fw=conf, conf_bw=conf.clone(),
                      boxes=crop_boxes(mask), source_frames=torch.arange(T), source_size=(size, size))
@@ -63,13 +70,7 @@ def turning_scene(angles_deg, size: int = 96, seed: int = 0):
     verts = body @ Rs.transpose(1, 2) + torch.tensor([0.0, 0.0, 4.5])
     f = 1.0 * size
     K = torch.tensor([f, f, (size - 1) / 2, (size - 1) / 2]).expand(T, 4)
-    hard = RasterSettings(image_size=(size, size), sigma=0.0, faces_per_pixel=1)
-    soft = RasterSettings(image_size=(size, size), sigma=1e-3, faces_per_pixel=4)
-    with torch.no_grad():
-        mask = render(verts, F, K, hard, silhouette=False).mask.float()
-        rgb = render(verts, F, K, soft, silhouette=False, attributes=colors).attributes
-        fw = render(verts[:-1], F, K[:-1], soft, silhouette=False, verts_next=verts[1:], cameras_next=K[1:]).flow
-        bw = render(verts[1:], F, K[1:], soft, silhouette=False, verts_next=verts[:-1], cameras_next=K[:-1]).flow
+    mask, rgb, fw, bw = _render_clip(verts, F, K, colors, size)
     from preprocess.flow import fb_confidence  # occlusions: as preprocessing finds them
 
     cfw = torch.from_numpy(fb_confidence(fw.numpy(), bw.numpy()))

@@ -45,13 +45,9 @@ def capsules(segments, radius=0.08, rings=10, segs=12):
     return np.concatenate(verts), np.array(owner)
 
 
-def fit_like_skeleton(segments, parents, frames=12, amplitude=0.6, seed=0, axes=None):
-    """What a fit would export for an articulated body made of ``segments`` (bone ``i``
-    turns about its start, the child of ``parents[i]``): Gaussian-bone skinning weights
-    (LASR's softmax, temperature 10) fitted to each part's points, and the true per-frame
-    bone transforms (forward kinematics of random smooth joint angles)."""
-    X, owner = capsules(segments)
-    B = len(segments)
+def _part_skinning(X, owner, B):
+    """Skinning weights of Gaussian bones (LASR's softmax, temperature 10), one fitted to
+    the points ``X[owner == j]`` of each part ``j < B`` (centre, principal axes, spread)."""
     cent, rots, lps = [], [], []
     for j in range(B):
         P = X[owner == j]
@@ -60,7 +56,17 @@ def fit_like_skeleton(segments, parents, frames=12, amplitude=0.6, seed=0, axes=
         if np.linalg.det(U) < 0:
             U[:, 0] *= -1
         cent.append(m), rots.append(U), lps.append(np.log(1 / (2 * 10 * e)))
-    W = gaussian_skinning_weights(*(torch.tensor(np.array(a)) for a in (X, cent, rots, lps))).numpy()
+    return gaussian_skinning_weights(*(torch.tensor(np.array(a)) for a in (X, cent, rots, lps))).numpy()
+
+
+def fit_like_skeleton(segments, parents, frames=12, amplitude=0.6, seed=0, axes=None):
+    """What a fit would export for an articulated body made of ``segments`` (bone ``i``
+    turns about its start, the child of ``parents[i]``): Gaussian-bone skinning weights
+    (LASR's softmax, temperature 10) fitted to each part's points, and the true per-frame
+    bone transforms (forward kinematics of random smooth joint angles)."""
+    X, owner = capsules(segments)
+    B = len(segments)
+    W = _part_skinning(X, owner, B)
     rng = np.random.default_rng(seed)
     axes = rng.normal(size=(B, 3)) if axes is None else np.asarray(axes, float)
     phase = rng.uniform(0, 2 * np.pi, B)
@@ -121,15 +127,7 @@ def creature_rig(frames=16):
 
     c = build_creature()
     X, own = c.verts, c.weights.argmax(1)
-    cent, rots, lps = [], [], []
-    for j in range(len(BONES)):
-        P = X[own == j]
-        m = P.mean(0)
-        e, U = np.linalg.eigh(np.cov((P - m).T) + 1e-6 * np.eye(3))
-        if np.linalg.det(U) < 0:
-            U[:, 0] *= -1
-        cent.append(m), rots.append(U), lps.append(np.log(1 / (2 * 10 * e)))
-    W = gaussian_skinning_weights(*(torch.tensor(np.array(a)) for a in (X, cent, rots, lps))).numpy()
+    W = _part_skinning(X, own, len(BONES))
     G = np.stack([pose_creature(c, 2 * np.pi * t / frames) for t in range(frames)])
     return W, X, c.faces, G, c
 
