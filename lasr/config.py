@@ -97,7 +97,7 @@ class RaftConfig:
 @dataclass
 class DisConfig:
     preset: DisPreset = DisPreset.medium  # ultrafast | fast | medium
-    finest_scale: Optional[int] = None  # None: the preset's (0 = full resolution)
+    finest_scale: Optional[int] = 0  # pyramid level of the finest search, 0 = full resolution; None: the preset's (1)
     patch_size: Optional[int] = None  # None: the preset's
     patch_stride: Optional[int] = None  # None: the preset's
     gradient_descent_iterations: Optional[int] = None  # None: the preset's
@@ -163,6 +163,7 @@ class LossWeights:
     color: float = 0.0  # L1 of the rendered vertex colours against the frame
     laplacian: float = 0.5  # uniform Laplacian of the rest shape (smoothness)
     normal: float = 0.0  # normal consistency of the rest shape (1 - cos between neighbouring faces): against spikes
+    posed_normal: float = 0.0  # the same on the batch's posed shapes (articulated stages): against folds at joints
     symmetry: float = 0.0  # the rest shape against its mirror image (stages with symmetric: true)
     deformation: float = 0.02  # least deformation (LASR): mean distance of articulated vertices from the rest shape
     edge: float = 0.1  # edge lengths kept between a frame and its neighbour

@@ -136,6 +136,11 @@ def _normal(b: Batch) -> Tensor:
     return normal_consistency(b.model.rest_verts, b.model.faces, b.pairs)
 
 
+@term("posed_normal", when=_articulated)
+def _posed_normal(b: Batch) -> Tensor:
+    return normal_consistency(b.obj, b.model.faces, b.pairs)
+
+
 @term("symmetry", when=lambda b: bool(b.stage.symmetric) and b.mirror is not None)
 def _symmetry(b: Batch) -> Tensor:
     return symmetry_loss(b.model.rest_verts, b.mirror)

@@ -9,6 +9,7 @@ import torch
 from lasr.config import LossWeights
 from lasr.fit import Fitter
 from lasr.fit.objective import DATA_TERMS, TERMS, pair_direction, weighted_total
+from lasr.geometry.mesh import normal_consistency
 
 from .synth import ellipsoid_scene
 
@@ -50,21 +51,32 @@ def test_every_loss_weight_adds_its_term(compose_cfg, tmp_path):
             seen["no_normal"] = set(f.losses(stage, torch.tensor([0, 1]), torch.tensor([1, 1]))[0])
             stage.weights.silhouette = 0.0  # the data term is always computed
             seen["no_silhouette"] = set(f.losses(stage, torch.tensor([0, 1]), torch.tensor([1, 1]))[0])
+            stage.weights.silhouette = stage.weights.normal = 1.0
+            terms = f.losses(stage, torch.tensor([0, 2]), torch.tensor([1, -1]))[0]
+            with torch.no_grad():
+                seen["posed"] = float(normal_consistency(f.model.deform(torch.tensor([0, 2, 1, 1])), f.model.faces))
+                seen["rest"] = float(normal_consistency(f.model.rest_verts, f.model.faces))
+            seen["terms"] = {k: float(terms[k].detach()) for k in ("normal", "posed_normal")}
 
     fitter.fit(on_stage_end=articulate_end)
     assert seen["all"] == set(names)
     assert seen["no_normal"] == set(names) - {"normal"}
     assert seen["no_silhouette"] == set(names) - {"normal"}
+    # normal: the rest surface; posed_normal: the batch's posed surfaces (frames and their pairs)
+    assert seen["terms"]["normal"] == pytest.approx(seen["rest"], rel=1e-5)
+    assert seen["terms"]["posed_normal"] == pytest.approx(seen["posed"], rel=1e-5)
+    assert seen["posed"] != pytest.approx(seen["rest"], rel=1e-3)
 
 
 def test_rigid_stage_has_no_deformation_terms(compose_cfg, tmp_path):
     data, *_ = ellipsoid_scene(T=4, size=48)
     cfg = compose_cfg("stages=rigid", "stages.rigid.weights.edge=1", "stages.rigid.weights.deformation=1",
-                      "train.progress=false")
+                      "stages.rigid.weights.posed_normal=1", "train.progress=false")
     fitter = Fitter(cfg, data, tmp_path, torch.device("cpu"))
     fitter.prepare_crops(cfg.stages.rigid)
     terms, diag = fitter.losses(cfg.stages.rigid, torch.tensor([0, 1]), torch.tensor([1, 1]))
-    assert "edge" not in terms and "deformation" not in terms and "symmetry" in terms
+    assert "edge" not in terms and "deformation" not in terms and "posed_normal" not in terms
+    assert "symmetry" in terms
     assert set(diag) == {"iou", "flow_epe_px"}
 
 
