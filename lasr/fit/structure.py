@@ -18,7 +18,7 @@ from typing import Callable, Optional
 import torch
 
 from ..geometry.isotropic import isotropic_remesh
-from ..geometry.remesh import transfer_vertex_attributes
+from ..geometry.proximity import transfer_vertex_attributes
 from ..geometry.symmetry import symmetrize
 from ..model.articulated import ArticulatedModel
 

@@ -1,4 +1,4 @@
-"""Geometry building blocks: rotations, meshes, remeshing, k-means, symmetry.
+"""Geometry building blocks: rotations, meshes, isotropic remeshing, proximity, k-means, symmetry.
 
 Submodules keep their own ``__all__``; the most used names are re-exported here
 (``kmeans`` is not, to keep ``lasr.geometry.kmeans`` the module: use
@@ -14,7 +14,8 @@ from .mesh import (
     laplacian_smoothing,
     vertex_normals,
 )
-from .remesh import remesh, transfer_vertex_attributes
+from .isotropic import isotropic_remesh
+from .proximity import transfer_vertex_attributes
 from .rotations import (
     apply_transform,
     axis_angle_to_matrix,
@@ -37,7 +38,7 @@ __all__ = [
     "is_closed_manifold",
     "laplacian_smoothing",
     "vertex_normals",
-    "remesh",
+    "isotropic_remesh",
     "transfer_vertex_attributes",
     "apply_transform",
     "axis_angle_to_matrix",

@@ -7,12 +7,14 @@ that provably contains the closest face, then the exact point-triangle
 closest point is computed (Ericson, *Real-Time Collision Detection*, 5.1.5).
 
 All functions take/return numpy ``float64`` arrays (torch tensors are accepted
-and converted).
+and converted). :func:`transfer_vertex_attributes` carries per-vertex data (colours,
+skinning weights) from a mesh to new vertices on its surface, e.g. after a remesh.
 """
 
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from .mesh import as_numpy
 
@@ -22,6 +24,7 @@ __all__ = [
     "point_to_mesh_distance",
     "sample_surface",
     "hausdorff_distance",
+    "transfer_vertex_attributes",
 ]
 
 
@@ -161,3 +164,44 @@ def hausdorff_distance(verts_a, faces_a, verts_b, faces_b, samples: int = 20000,
     dab = point_to_mesh_distance(pa, verts_b, faces_b).max()
     dba = point_to_mesh_distance(pb, verts_a, faces_a).max()
     return float(max(dab, dba))
+
+
+def transfer_vertex_attributes(verts_old, faces_old, attr_old, verts_new, method: str = "barycentric"):
+    """Carry per-vertex attributes from an old mesh to new vertex positions.
+
+    Args:
+        verts_old: ``(V, 3)``; faces_old: ``(F, 3)``.
+        attr_old: ``(V,)`` or ``(V, C)`` attributes (colors, weights, ...).
+        verts_new: ``(V2, 3)`` query positions (e.g. vertices of a remeshed
+            surface).
+        method: ``"barycentric"`` -- interpolate the attribute at the closest
+            point on the old surface (exact for attributes linear over each
+            triangle); ``"nearest"`` -- copy from the nearest old vertex.
+    Returns:
+        ``(V2,)`` / ``(V2, C)``: a torch tensor if ``attr_old`` is one (same
+        dtype/device), else a numpy array.
+    """
+    is_torch = isinstance(attr_old, torch.Tensor)
+    a = as_numpy(attr_old)
+    squeeze = a.ndim == 1
+    a2 = a.reshape(a.shape[0], -1).astype(np.float64)
+    vo = as_numpy(verts_old).astype(np.float64)
+    vn = as_numpy(verts_new).astype(np.float64)
+    if method == "nearest":
+        from scipy.spatial import cKDTree
+
+        _, idx = cKDTree(vo).query(vn)
+        out = a2[idx]
+    elif method == "barycentric":
+        fo = as_numpy(faces_old).astype(np.int64)
+        _, _, fi, bary = closest_point_on_mesh(vn, vo, fo)
+        out = np.einsum("nk,nkc->nc", bary, a2[fo[fi]])
+    else:
+        raise ValueError(f"unknown method {method!r}")
+    if squeeze:
+        out = out[:, 0]
+    else:
+        out = out.reshape(out.shape[0], *a.shape[1:])
+    if is_torch:
+        return torch.as_tensor(out, dtype=attr_old.dtype, device=attr_old.device)
+    return out.astype(a.dtype if np.issubdtype(a.dtype, np.floating) else np.float64)

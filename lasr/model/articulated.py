@@ -23,7 +23,7 @@ Stage changes (the optimizer's job, supported here):
 
 * **more/fewer bones**: ``target = model.deform(all_frames).detach()`` ->
   ``model.set_num_bones(k)`` -> ``model.refit_bone_transforms(target)``;
-* **remesh**: ``V2, F2 = remesh(rest, faces, n)``;
+* **remesh**: ``V2, F2, _ = isotropic_remesh(rest, faces, target_faces=n)``;
   ``C2 = transfer_vertex_attributes(rest, faces, colors, V2)``;
   ``model.set_rest_shape(V2, F2, C2)`` -- bones and motion are defined in space,
   so the new vertices follow the same deformation field (no refit needed).
@@ -370,7 +370,7 @@ class ArticulatedModel(nn.Module):
     def set_rest_shape(
         self, rest_verts: torch.Tensor, faces: torch.Tensor, colors: torch.Tensor | None = None
     ) -> None:
-        """Replace the rest mesh (e.g. after :func:`lasr.geometry.remesh.remesh`).
+        """Replace the rest mesh (e.g. after :func:`lasr.geometry.isotropic.isotropic_remesh`).
 
         Bones and per-frame motion are kept.  ``colors (V', 3)`` default to the
         mean of the old colors.  Replaces parameters: rebuild the optimizer.
