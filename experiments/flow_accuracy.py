@@ -14,7 +14,6 @@ Farnebäck, with the true flow's size for scale.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -25,23 +24,17 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lasr.config import DisConfig  # noqa: E402
-from lasr.examples import make_creature_clip  # noqa: E402
-from lasr.io.obj import read_obj  # noqa: E402
+from lasr.examples import make_creature_clip, read_truth  # noqa: E402
 from lasr.render import RasterSettings, render  # noqa: E402
 from preprocess.flow import DISFlow  # noqa: E402
 
 
 def true_flow(clip: Path) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
     """(N-1,H,W,2) true forward flow, (N-1,H,W) its mask, and the N RGB frames."""
-    cams = json.loads((clip / "gt" / "cameras.json").read_text())
-    frames = sorted((clip / "frames").glob("*.png"))
-    rgb = [cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB) for p in frames]
+    rgb = [cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB) for p in sorted((clip / "frames").glob("*.png"))]
     H, W = rgb[0].shape[:2]
-    verts, faces = [], None
-    for i in range(len(frames)):
-        v, faces = read_obj(clip / "gt" / "meshes" / f"{i:05d}.obj")
-        verts.append(v)
-    V = torch.tensor(np.stack(verts), dtype=torch.float32)
+    verts, faces, cams = read_truth(clip)
+    V = torch.tensor(verts, dtype=torch.float32)
     s = W / float(cams["width"])
     K = torch.tensor([[c["fx"] * s, c["fy"] * s, c["cx"] * s, c["cy"] * s] for c in cams["frames"]],
                      dtype=torch.float32)
@@ -60,33 +53,37 @@ def main() -> None:
     gt, inside, rgb = true_flow(clip)
     masks = [cv2.imread(str(p), cv2.IMREAD_GRAYSCALE) > 127 for p in sorted((clip / "masks").glob("*.png"))]
     inside &= np.stack(masks[:-1])
-    gray = [cv2.cvtColor(im, cv2.COLOR_RGB2GRAY) for im in rgb]
 
     def dis(cfg: DisConfig, up: int = 1):
+        """Preprocessing's DIS (``DISFlow``) on the frames, upsampled ``up`` times."""
         est = DISFlow(cfg)
 
         def f(a, b):
             if up > 1:
                 a, b = (cv2.resize(x, None, fx=up, fy=up, interpolation=cv2.INTER_CUBIC) for x in (a, b))
-            flow = est.dis.calc(a, b, None)
+            flow = est(a[None], b[None])[0]
             if up > 1:
                 flow = cv2.resize(flow, (flow.shape[1] // up, flow.shape[0] // up), interpolation=cv2.INTER_AREA) / up
             return flow
         return f
+
+    def farneback(a, b):
+        a, b = (cv2.cvtColor(x, cv2.COLOR_RGB2GRAY) for x in (a, b))
+        return cv2.calcOpticalFlowFarneback(a, b, None, 0.5, 3, 9, 5, 5, 1.1, 0)
 
     variants = [
         ("DIS medium, finest_scale=0 (default)", dis(DisConfig())),
         ("DIS medium, finest_scale=1 (the preset's)", dis(DisConfig(finest_scale=None))),
         ("DIS medium, preset's, frames 2x", dis(DisConfig(finest_scale=None), 2)),
         ("DIS medium, preset's, frames 4x", dis(DisConfig(finest_scale=None), 4)),
-        ("Farneback", lambda a, b: cv2.calcOpticalFlowFarneback(a, b, None, 0.5, 3, 9, 5, 5, 1.1, 0)),
+        ("Farneback", farneback),
     ]
     size = np.linalg.norm(gt, axis=-1)[inside]
     print(f"{clip}: {len(rgb)} frames {rgb[0].shape[1]}x{rgb[0].shape[0]}, true flow on the object "
           f"{size.mean():.2f} px on average (median {np.median(size):.2f})")
     print(f"{'flow':45s} {'EPE mean':>9s} {'median':>7s}")
     for name, fn in variants:
-        est = np.stack([fn(gray[k], gray[k + 1]) for k in range(len(gray) - 1)])
+        est = np.stack([fn(rgb[k], rgb[k + 1]) for k in range(len(rgb) - 1)])
         e = np.linalg.norm(est - gt, axis=-1)[inside]
         print(f"{name:45s} {e.mean():9.3f} {np.median(e):7.3f}")
 

@@ -19,7 +19,6 @@ rigid shape cannot follow the legs (see the README's "The root turn").
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 import tempfile
@@ -35,9 +34,8 @@ from hydra import compose, initialize_config_dir  # noqa: E402
 import preprocess  # noqa: E402
 from lasr.config import conf_dir  # noqa: E402
 from lasr.data import to_video_data  # noqa: E402
-from lasr.examples import make_creature_clip  # noqa: E402
+from lasr.examples import make_creature_clip, read_truth  # noqa: E402
 from lasr.fit import Fitter  # noqa: E402
-from lasr.io.obj import read_obj  # noqa: E402
 
 
 def procrustes(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -59,10 +57,8 @@ def main() -> None:
         sys.exit(f"preprocessing the creature failed:\n{done.stderr}")
     data = to_video_data(preprocess.load_sequence(cache / "creature"))
     T = data.num_frames
-    meshes = [read_obj(clip / "gt" / "meshes" / f"{i:05d}.obj") for i in range(T)]
-    V = np.stack([v for v, _ in meshes])
-    faces = torch.as_tensor(meshes[0][1])
-    cams = json.loads((clip / "gt" / "cameras.json").read_text())
+    V, faces, cams = read_truth(clip)
+    faces = torch.as_tensor(faces)
     turn = np.stack([procrustes(V[0], V[k]) for k in range(T)])
     mirror = np.diag([1.0, 1.0, -1.0])
 

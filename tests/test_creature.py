@@ -14,7 +14,7 @@ from lasr.geometry.mesh import signed_volume_np
 from lasr.examples import clip as clipmod
 from lasr.examples import creature as cr
 from lasr.io.obj import read_obj
-from lasr.examples import default_example_dir, make_creature_clip
+from lasr.examples import default_example_dir, make_creature_clip, read_truth
 
 N, S, SEED = 6, 64, 3
 
@@ -287,3 +287,12 @@ def test_rig_is_sane():
     # the walk cycle loops
     G = cr.pose_creature(c, 0.0)
     assert np.allclose(cr.skin(c, G), cr.skin(c, cr.pose_creature(c, 2 * np.pi)))
+
+
+def test_read_truth_gives_the_written_meshes_and_cameras(clip):
+    V, F, cams = read_truth(clip)
+    assert V.shape[0] == N == len(cams["frames"]) and V.shape[2] == 3
+    for i in (0, N - 1):
+        Vi, Fi = read_obj(clip / "gt" / "meshes" / f"{i:05d}.obj")
+        assert np.array_equal(V[i], Vi) and np.array_equal(F, Fi)
+    assert cams == _cams(clip)

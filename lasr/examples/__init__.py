@@ -2,10 +2,11 @@
 
 ``creature``: a short clip of a procedurally textured, skinned four-legged creature
 walking while the camera orbits it, with its true masks, meshes and cameras
-(:func:`make_creature_clip`, written to :func:`default_example_dir` by default).
+(:func:`make_creature_clip`, written to :func:`default_example_dir` by default; read back
+by :func:`read_truth`).
 """
 
-__all__ = ["default_example_dir", "make_creature_clip"]
+__all__ = ["default_example_dir", "make_creature_clip", "read_truth"]
 
 
 def __getattr__(name: str):

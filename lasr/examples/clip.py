@@ -24,11 +24,11 @@ import numpy as np
 import torch
 
 from ..geometry.mesh import remove_unreferenced_vertices, vertex_normals
-from ..io.obj import write_obj
+from ..io.obj import read_obj, write_obj
 from ..io.video import write_mp4
 from .creature import BONES, PARENTS, build_creature, hidden_faces, pose_creature, skin, smoothstep
 
-__all__ = ["FPS", "GENERATOR_VERSION", "default_example_dir", "make_creature_clip", "main"]
+__all__ = ["FPS", "GENERATOR_VERSION", "default_example_dir", "make_creature_clip", "read_truth", "main"]
 
 #: bump when the generated content changes, so that cached clips are regenerated
 GENERATOR_VERSION = 3
@@ -145,6 +145,15 @@ def _look_rotation(azim_deg: float, elev_deg: float) -> tuple[np.ndarray, np.nda
 def default_example_dir() -> Path:
     """``$LASR_EXAMPLES/creature`` (default ``~/.cache/lasr/examples/creature``)."""
     return Path(os.environ.get("LASR_EXAMPLES", "~/.cache/lasr/examples")).expanduser() / "creature"
+
+
+def read_truth(clip) -> tuple[np.ndarray, np.ndarray, dict]:
+    """A clip's truth as :func:`make_creature_clip` writes it: ``(T, V, 3)`` posed meshes in
+    camera coordinates, their ``(F, 3)`` faces (one topology) and ``gt/cameras.json``."""
+    gt = Path(clip) / "gt"
+    cams = json.loads((gt / "cameras.json").read_text())
+    meshes = [read_obj(gt / "meshes" / f"{i:05d}.obj") for i in range(len(cams["frames"]))]
+    return np.stack([v for v, _ in meshes]), meshes[0][1], cams
 
 
 def _params(frames, size, orbit_deg, elevation_deg, seed) -> dict:
