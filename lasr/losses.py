@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 __all__ = [
+    "trajectory_prior",
     "silhouette_loss",
     "soft_iou_loss",
     "flow_loss",
@@ -106,6 +107,20 @@ def camera_smoothness(rot: Tensor, trans: Tensor, scale: float) -> Tensor:
     dr = (rot[1:] - rot[:-1]).square().sum((-1, -2)).mean()
     dt = (trans[1:] - trans[:-1]).square().sum(-1).mean() / (scale * scale)
     return dr + dt
+
+
+def trajectory_prior(rot: Tensor, prior: Tensor) -> Tensor:
+    """Root rotations ``rot (T,3,3)`` near the trajectory ``prior (T,3,3)`` up to one
+    rotation of the whole clip: ``mean ||R_t - P_t G||_F^2`` with ``G`` the rotation that
+    fits best (Procrustes). The prior keeps how the root turns from frame to frame, not
+    which way the rest shape faces: that (with it the rest shape's mirror plane) the data
+    choose. ``G`` is held fixed in the gradient, which is exact at its optimum.
+    """
+    with torch.no_grad():
+        U, _, Vh = torch.linalg.svd((prior.transpose(-1, -2) @ rot).sum(0))
+        d = torch.sign(torch.linalg.det(U @ Vh))
+        G = U @ torch.diag(torch.stack([d.new_ones(()), d.new_ones(()), d])) @ Vh
+    return (rot - prior @ G).square().sum((-1, -2)).mean()
 
 
 def bones_inside_loss(points_uv: Tensor, dist_map: Tensor) -> Tensor:

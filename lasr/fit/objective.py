@@ -190,7 +190,7 @@ def _camera_smooth(b: Batch) -> Tensor:
 @term("root_prior", when=lambda b: b.root_prior is not None)
 def _root_prior(b: Batch) -> Tensor:
     R, _ = b.model.root_transforms()
-    return (1.0 - b.progress) * (R - b.root_prior).square().sum((-1, -2)).mean()
+    return (1.0 - b.progress) * L.trajectory_prior(R, b.root_prior)
 
 
 DATA_TERMS = ("silhouette", "soft_iou", "flow")  # what scores hypotheses and restarts: the terms that see the video

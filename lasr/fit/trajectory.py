@@ -5,18 +5,28 @@ loss prefers a rounder shape that fakes the turn, and the articulated stages def
 further. So the rigid stage starts from the turn the video shows:
 
 1. **Tracks.** Points on the object (inside the mask, where the flow is confident, off
-   the mask's border) are carried from frame ``i`` to frame ``j`` by chaining the flow
-   of every pair between them (forward or backward); a point whose flow turns
-   unreliable or that leaves the mask is dropped.
-2. **Relative rotations.** For pairs at several gaps (small gaps are precise but see
-   little rotation; large ones see more but track fewer points), the essential matrix of
-   the tracks under the focal length's estimate, with RANSAC (points on parts that move
-   on their own, legs, are outliers), gives the rotation ``R_ij`` with
-   ``X_j = R_ij X_i + t`` in camera coordinates (OpenCV's ``findEssentialMat`` /
-   ``recoverPose``).
-3. **Averaging.** The rotations of every frame, ``R_0 = I``, are the robust (iteratively
-   reweighted) chordal average of all the pairs' constraints ``R_j ≈ R_ij R_i``, started
-   by chaining the pairs.
+   the mask's border) are carried from frame ``a`` through a window of frames by chaining
+   the forward flow; a point whose flow turns unreliable or that leaves the mask is
+   dropped. Windows of several lengths (short ones keep many points, long ones see more
+   turn) start every few frames.
+2. **Rotations of a window.** Affine factorisation (Tomasi & Kanade 1992): the centred
+   tracks are the rank-3 product of each frame's projection and the points' shape; points
+   that fit it far worse than most (legs, which move on their own) are dropped and it is
+   repeated; the metric upgrade makes each frame's projection orthonormal (scaled
+   orthography). Then, with the focal length, the tracks are corrected for perspective
+   (Christy & Horaud 1996: each point's image offset scaled by ``1 + depth / distance``
+   as the last factorisation gives them, and factorised again), once for either mirror
+   image in depth, and the one that fits better kept. Unlike two-view geometry it does
+   not confuse a small turn with a sideways shift (the essential matrix of frame pairs,
+   used before, saw 47° of the creature's 90°: too few pairs passed its checks).
+3. **Mirror images.** A window seen from afar is known only up to its mirror image in
+   depth (turning left or right). Overlapping windows agree in one combination of their
+   mirror images; the clearest of these relations (windows that see the most turn over
+   the frames they share) are followed from the first window along a maximum spanning
+   tree, so that a stretch where the object hardly turns does not flip the rest.
+4. **Averaging.** The rotations of every frame, ``R_0 = I``, are the robust (iteratively
+   reweighted) chordal average of all the windows' constraints ``R_j ≈ R_ij R_i``
+   (weighted by the frames between), started by chaining.
 
 The result is the object's rotation from frame 0 in camera coordinates; the rigid
 stage's hypotheses then only choose the global orientation and, with
@@ -26,9 +36,10 @@ stage's hypotheses then only choose the global orientation and, with
 
 from __future__ import annotations
 
+import heapq
 import math
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Optional, Sequence
 
 import cv2
 import numpy as np
@@ -37,7 +48,7 @@ import torch.nn.functional as F
 
 from ..data import VideoData
 
-__all__ = ["Trajectory", "estimate_trajectory", "track_points", "relative_rotation", "average_rotations",
+__all__ = ["Trajectory", "estimate_trajectory", "track_window", "factorize_window", "average_rotations",
            "mirror_in_depth", "turn_degrees"]
 
 
@@ -113,59 +124,6 @@ def _advance(data: VideoData, pts: torch.Tensor, alive: torch.Tensor, k: int, fo
     return pts, alive & (c > min_conf) & inside & on_mask, k
 
 
-_LK = dict(winSize=(11, 11), maxLevel=2, criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 30, 0.01))
-
-
-def track_points(data: VideoData, i: int, j: int, max_points: int = 600, min_conf: float = 0.5,
-                 border: int = 2) -> tuple[np.ndarray, np.ndarray]:
-    """Points of frame ``i`` carried to frame ``j`` through the flow of every pair between.
-
-    Returns:
-        ``(P_i, P_j)`` two ``(N, 2)`` float64 arrays of pixel positions (processed frames).
-    """
-    forward = j > i
-    start = _start_points(data, i, forward, max_points, min_conf, border)
-    pts, alive, k = start.clone(), torch.ones(len(start), dtype=torch.bool), i
-    while k != j:
-        pts, alive, k = _advance(data, pts, alive, k, forward, min_conf)
-    return start[alive].double().numpy(), pts[alive].double().numpy()
-
-
-METHOD = cv2.LMEDS
-PROB = 0.99
-
-
-def _essential_rotation(p_i, p_j, K, threshold):
-    E, inl = cv2.findEssentialMat(p_i, p_j, K, method=METHOD, prob=PROB, threshold=threshold)
-    if E is None or E.shape != (3, 3):
-        return None, 0
-    n, R, _, _ = cv2.recoverPose(E, p_i, p_j, K, mask=inl)
-    return R.astype(np.float64), int(n)
-
-
-def relative_rotation(p_i: np.ndarray, p_j: np.ndarray, K: np.ndarray, threshold: float = 1.0,
-                      agree_deg: float = 2.0, seed: int = 0) -> tuple[np.ndarray, int]:
-    """The rotation ``R_ij`` (``X_j = R_ij X_i + t``) from tracked points and the
-    intrinsics ``K (3, 3)``, and the number of RANSAC inliers (0 when it fails).
-
-    When the points see too little rotation (or too flat an object) to tell it from a
-    translation, many essential matrices explain them within the threshold and RANSAC
-    returns any of them. So the rotation is also estimated from two random halves of the
-    points: a pair whose three estimates disagree by more than ``agree_deg`` is rejected.
-    """
-    if len(p_i) < 24:
-        return np.eye(3), 0
-    R, n = _essential_rotation(p_i, p_j, K, threshold)
-    if R is None:
-        return np.eye(3), 0
-    perm = np.random.default_rng(seed).permutation(len(p_i))
-    for half in (perm[: len(perm) // 2], perm[len(perm) // 2:]):
-        Rh, _ = _essential_rotation(p_i[half], p_j[half], K, threshold)
-        if Rh is None or _angle(Rh.T @ R) > agree_deg:
-            return np.eye(3), 0
-    return R, n
-
-
 def _project_so3(M: np.ndarray) -> np.ndarray:
     U, _, Vt = np.linalg.svd(M)
     d = np.sign(np.linalg.det(U @ Vt))
@@ -224,43 +182,229 @@ def average_rotations(num_frames: int, measurements: Sequence[tuple[int, int, np
     return R, float(np.median(res)) if res else 0.0
 
 
-GAPS = (1, 2, 3, 4, 6, 8, 11, 16, 22, 32, 45, 64)
+def track_window(data: VideoData, a: int, lengths: Sequence[int], max_points: int = 800, min_conf: float = 0.5,
+                 border: int = 2) -> list[np.ndarray]:
+    """Points on the object in frame ``a`` carried through the forward flow, for windows of
+    each of ``lengths`` frames: a window keeps the points tracked through all its frames.
+
+    Returns:
+        per length, ``(length, N, 2)`` float64 pixel positions (processed frames).
+    """
+    start = _start_points(data, a, True, max_points, min_conf, border)
+    pts, alive, k = start.clone(), torch.ones(len(start), dtype=torch.bool), a
+    seq, alive_at = [pts], [alive]
+    while k < a + max(lengths) - 1:
+        pts, alive, k = _advance(data, pts, alive, k, True, min_conf)
+        seq.append(pts)
+        alive_at.append(alive)
+    seq = torch.stack(seq).double()
+    return [seq[:n, alive_at[n - 1]].numpy() for n in lengths]
 
 
-def estimate_trajectory(data: VideoData, focal: float, gaps: Sequence[int] = GAPS, max_points: int = 600,
-                        min_inliers: int = 20, min_kept: float = 0.3) -> Trajectory:
+def _metric_upgrade(M: np.ndarray) -> Optional[tuple[np.ndarray, np.ndarray, float]]:
+    """The metric upgrade of the ``(2L, 3)`` motion matrix of an affine factorisation:
+    the symmetric ``Q Q^T`` that makes every frame's two rows orthogonal and of equal
+    length (scaled orthography), by linear least squares.
+
+    Returns:
+        ``(R, Q, orth)``: ``(L, 3, 3)`` rotations (rows: the frame's image axes and its
+        depth axis), ``Q`` and how far the rows are from orthonormal after it (0: exactly);
+        ``None`` when ``Q Q^T`` is not positive definite.
+    """
+    A, B = M[0::2], M[1::2]
+
+    def sym(u, v):  # the coefficients of u^T X v in X's six unknowns
+        return np.stack([u[:, 0] * v[:, 0], u[:, 0] * v[:, 1] + u[:, 1] * v[:, 0], u[:, 0] * v[:, 2] + u[:, 2] * v[:, 0],
+                         u[:, 1] * v[:, 1], u[:, 1] * v[:, 2] + u[:, 2] * v[:, 1], u[:, 2] * v[:, 2]], 1)
+
+    G = np.concatenate([sym(A, A) - sym(B, B), sym(A, B), 10.0 * sym(A[:1], A[:1])])
+    rhs = np.zeros(len(G))
+    rhs[-1] = 10.0
+    x = np.linalg.lstsq(G, rhs, rcond=None)[0]
+    X = np.array([[x[0], x[1], x[2]], [x[1], x[3], x[4]], [x[2], x[4], x[5]]])
+    e, V = np.linalg.eigh(X)
+    if e.min() <= 0:
+        return None
+    Q = V * np.sqrt(e)
+    a, b = A @ Q, B @ Q
+    na, nb = np.linalg.norm(a, axis=1), np.linalg.norm(b, axis=1)
+    orth = float(np.mean(np.abs(1 - nb / na) + np.abs(np.einsum("ij,ij->i", a, b)) / (na * nb)))
+    r1 = a / na[:, None]
+    r2 = b - r1 * np.einsum("ij,ij->i", r1, b)[:, None]
+    r2 /= np.linalg.norm(r2, axis=1, keepdims=True)
+    R = np.stack([_project_so3(np.stack([u, v, np.cross(u, v)])) for u, v in zip(r1, r2)])
+    return R, Q, orth
+
+
+def _affine(W: np.ndarray, keep: np.ndarray):
+    """Rank-3 factorisation of the ``(2L, N)`` tracks ``W`` on the points ``keep``: the
+    motion ``(2L, 3)``, the singular values and every point's shape ``(3, N)``."""
+    Wc = W - W[:, keep].mean(1, keepdims=True)
+    e, U = np.linalg.eigh(Wc[:, keep] @ Wc[:, keep].T)  # the SVD's left side, from the small Gram matrix
+    s = np.sqrt(np.clip(e[::-1], 0, None))
+    M = U[:, ::-1][:, :3] * s[:3]
+    return M, s, np.linalg.solve(M.T @ M + 1e-12 * s[0] ** 2 * np.eye(3), M.T @ Wc), Wc
+
+
+def factorize_window(tracks: np.ndarray, focal: Optional[float] = None, center=(0.0, 0.0), outliers: float = 3.0,
+                     rounds: int = 2, min_depth: float = 0.01, max_orth: float = 0.15,
+                     perspective_iters: int = 8) -> Optional[np.ndarray]:
+    """The object's rotations over a window of frames from its point tracks, by affine
+    factorisation (Tomasi & Kanade 1992): the centred tracks are the rank-3 product of the
+    frames' projections and the points' shape; the points that fit it far worse than most
+    (the parts that move on their own) are dropped and the factorisation repeated. With the focal
+    length, the tracks are then corrected for perspective (Christy & Horaud 1996: each
+    point's image offset scaled by ``1 + depth / distance`` as the last factorisation
+    gives them, and factorised again), once for each mirror image in depth; the one that
+    fits better is kept.
+
+    Args:
+        tracks: ``(L, N, 2)`` pixel positions.
+        focal, center: the camera's focal length and principal point in pixels
+            (``None``: scaled orthography only).
+        outliers: points whose residual is more than this many times the median are
+            dropped (each round and each perspective correction).
+        min_depth: below this ratio of the third singular value to the first the points
+            show no depth (too little turn to tell): the window's rotations are then only
+            its in-image turn.
+        max_orth: windows whose metric upgrade leaves the projections further than this
+            from orthonormal are rejected.
+
+    Returns:
+        ``(L, 3, 3)`` rotations from the window's first frame in camera coordinates
+        (up to the mirror image in depth), or ``None`` when the window cannot tell.
+    """
+    L, N, _ = tracks.shape
+    x = tracks - np.asarray(center, dtype=np.float64)
+    W = x.transpose(0, 2, 1).reshape(2 * L, N)
+    keep = np.ones(N, dtype=bool)
+    floor = 0.5 * math.sqrt(L)  # px: a residual this small is no outlier however small the median
+    for r in range(rounds + 1):
+        M, s, shape, Wc = _affine(W, keep)
+        if r == rounds or keep.sum() < 12:
+            break
+        res = np.linalg.norm(Wc - M @ shape, axis=0)
+        keep = res <= max(outliers * np.median(res), floor)
+    if s[2] < min_depth * s[0]:  # flat motion: the in-image rotation of the points alone
+        c = tracks - tracks.mean(1, keepdims=True)
+        ang = np.arctan2((c[0, :, 0] * c[:, :, 1] - c[0, :, 1] * c[:, :, 0]).sum(1),
+                         (c[0, :, 0] * c[:, :, 0] + c[0, :, 1] * c[:, :, 1]).sum(1))
+        R = np.tile(np.eye(3), (L, 1, 1))
+        R[:, 0, 0] = R[:, 1, 1] = np.cos(ang)
+        R[:, 1, 0], R[:, 0, 1] = np.sin(ang), -np.sin(ang)
+        return R
+    up = _metric_upgrade(M)
+    if up is None or up[2] > max_orth:
+        return None
+    R0, Q, _ = up
+    if not focal or perspective_iters <= 0:
+        return R0 @ R0[0].T
+    best, keep0 = None, keep
+    for sign in (1.0, -1.0):  # the two mirror images in depth
+        R, Qb, Mb, shape_b, keep = R0, Q, M, shape, keep0
+        for _ in range(perspective_iters):
+            X = np.linalg.solve(Qb, shape_b)  # (3, N) metric shape
+            scale = 0.5 * (np.linalg.norm(Mb[0::2] @ Qb, axis=1) + np.linalg.norm(Mb[1::2] @ Qb, axis=1))
+            eps = sign * scale[:, None] * np.einsum("fk,kn->fn", R[:, 2], X) / focal  # depth / distance
+            Wp = (x * (1 + eps)[..., None]).transpose(0, 2, 1).reshape(2 * L, N)
+            Mb, _, shape_b, Wc = _affine(Wp, keep)
+            res = np.linalg.norm(Wc - Mb @ shape_b, axis=0)  # the outliers again, now that the
+            keep = res <= max(outliers * np.median(res), floor)  # perspective no longer hides them
+            Mb, _, shape_b, Wc = _affine(Wp, keep)
+            up = _metric_upgrade(Mb)
+            if up is None:
+                break
+            Rn, Qb, _ = up
+            # the upgrade's mirror image is arbitrary: keep the one nearest the last
+            Sd = np.diag([1.0, 1.0, -1.0])
+            if sum(_angle(a.T @ b) for a, b in zip(Sd @ Rn @ Sd, R)) < sum(_angle(a.T @ b) for a, b in zip(Rn, R)):
+                Rn, Qb = Sd @ Rn @ Sd, Qb @ Sd  # (the shape's depth flips with it)
+            R = Rn
+        else:
+            err = float(np.linalg.norm((Wc - Mb @ shape_b)[:, keep]))
+            if best is None or err < best[0]:
+                best = (err, R)
+    R = R0 if best is None else best[1]
+    return R @ R[0].T
+
+
+LENGTHS = (4, 6, 8, 12, 16, 24)
+
+
+def _consistent_branches(windows: list) -> np.ndarray:
+    """Which mirror image in depth of each window to take so that overlapping windows
+    agree: for every pair that shares frames, whether they agree as they are or with one
+    mirrored, and how clearly (the difference of the two disagreements over the shared
+    frames' turns; windows that see little turn tell little); the clearest relations are
+    followed from the first window along a maximum spanning tree. Returns ``(W,)`` of +1 /
+    -1 (the other mirror image)."""
+    S = np.diag([1.0, 1.0, -1.0])
+    n = len(windows)
+    edges = []
+    for i in range(n):
+        a_i, R_i, M_i = windows[i]
+        for j in range(i + 1, n):
+            a_j, R_j, _ = windows[j]
+            lo, hi = max(a_i, a_j), min(a_i + len(R_i), a_j + len(R_j)) - 1
+            if hi - lo < 1:
+                continue
+            f = np.arange(lo + 1, hi + 1)
+            rel_j = R_j[f - a_j] @ R_j[lo - a_j].T
+            same = R_i[f - a_i] @ R_i[lo - a_i].T
+            flip = M_i[f - a_i] @ M_i[lo - a_i].T
+            cost = [float(np.degrees(np.arccos(np.clip((np.einsum("fij,fij->f", c, rel_j) - 1) / 2, -1, 1))).sum())
+                    for c in (same, flip)]
+            edges.append((abs(cost[0] - cost[1]), i, j, 1 if cost[0] <= cost[1] else -1))
+    signs = np.zeros(n, dtype=int)
+    signs[0] = 1
+    adjacency = [[] for _ in range(n)]
+    for w, i, j, rel in edges:
+        adjacency[i].append((w, j, rel))
+        adjacency[j].append((w, i, rel))
+    heap = [(-w, j, rel, 0) for w, j, rel in adjacency[0]]
+    heapq.heapify(heap)
+    while heap:  # Prim's algorithm: the clearest relation to a window not yet signed
+        _, j, rel, i = heapq.heappop(heap)
+        if signs[j]:
+            continue
+        signs[j] = signs[i] * rel
+        for w, k, r in adjacency[j]:
+            if not signs[k]:
+                heapq.heappush(heap, (-w, k, r, j))
+    signs[signs == 0] = 1  # windows that share no frame with the others
+    return signs
+
+
+def estimate_trajectory(data: VideoData, focal: Optional[float] = None, lengths: Sequence[int] = LENGTHS,
+                        stride: int = 2, max_points: int = 800, min_points: int = 40) -> Trajectory:
     """The root rotations of the clip from its flow (see the module docstring).
 
     Args:
         data: the observations (flow, confidence, masks).
-        focal: the focal length in pixels of the processed frames.
-        gaps: frame gaps of the pairs compared (forward from every frame); a track ends
-            once fewer than ``min_kept`` of its points survive.
+        focal: the focal length in pixels of the processed frames (the principal point at
+            their centre), for the perspective correction; ``None``: scaled orthography.
+        lengths: frames per window (a clip shorter than a window is one window).
+        stride: frames between the starts of windows of one length (the last window of
+            each length ends at the clip's last frame).
     """
     T = data.num_frames
     H, W = data.image_size
-    K = np.array([[focal, 0.0, (W - 1) / 2], [0.0, focal, (H - 1) / 2], [0.0, 0.0, 1.0]])
-    wanted = sorted(set(int(g) for g in gaps if 0 < g < T))
-    measurements, pairs = [], []
-    for i in range(T - 1):
-        start = _start_points(data, i, True, max_points, 0.5, 2)
-        pts, alive, k = start.clone(), torch.ones(len(start), dtype=torch.bool), i
-        for gap in wanted:
-            if i + gap >= T:
-                break
-            while k < i + gap:
-                pts, alive, k = _advance(data, pts, alive, k, True, 0.5)
-            if alive.sum() < max(min_inliers, min_kept * len(start)):
-                break
-            p_i, p_j = start[alive].double().numpy(), pts[alive].double().numpy()
-            Rij, n = relative_rotation(p_i, p_j, K, seed=i * 131 + gap)
-            if n < min_inliers or n < 0.5 * len(p_i):
-                continue
-            # the rotation's error shrinks with the baseline, which grows with the gap: weigh
-            # by inliers x gap^2
-            measurements.append((i, i + gap, Rij, float(n) * gap * gap))
-            pairs.append((i, i + gap, len(p_i), n))
-    if not measurements:
-        return Trajectory(np.tile(np.eye(3), (T, 1, 1)), [], 0.0)
-    R, residual = average_rotations(T, measurements)
-    return Trajectory(R, pairs, residual)
+    center = ((W - 1) / 2, (H - 1) / 2)
+    S = np.diag([1.0, 1.0, -1.0])
+    windows, pairs = [], []
+    lengths = sorted(set(min(int(n), T) for n in lengths if n > 1))
+    starts = {n: set(range(0, T - n + 1, stride)) | {T - n} for n in lengths}
+    for a in sorted(set().union(*starts.values())):
+        here = [n for n in lengths if a in starts[n]]
+        for n, tracks in zip(here, track_window(data, a, here, max_points)):
+            R = factorize_window(tracks, focal, center) if tracks.shape[1] >= min_points else None
+            pairs.append((a, a + n - 1, tracks.shape[1], 0 if R is None else tracks.shape[1]))
+            if R is not None:
+                windows.append((a, R, np.stack([S @ r @ S for r in R])))
+    if not windows:
+        return Trajectory(np.tile(np.eye(3), (T, 1, 1)), pairs, 0.0)
+
+    signs = _consistent_branches(windows)
+    chosen = [(a, R if sign > 0 else M) for (a, R, M), sign in zip(windows, signs)]
+    R, residual = average_rotations(T, [(a, a + k, Rw[k], float(k)) for a, Rw in chosen for k in range(1, len(Rw))])
+    return Trajectory(R @ R[0].T, pairs, residual)

@@ -48,10 +48,11 @@ def ellipsoid_scene(T: int = 8, size: int = 64, turn_deg: float = 6.0, axes=(1.0
     return data, verts, F, K
 
 
-def turning_scene(angles_deg, size: int = 96, seed: int = 0):
+def turning_scene(angles_deg, size: int = 96, seed: int = 0, distance: float = 4.5):
     """A textured, lopsided body (a long trunk, a head on one end, a tail on the other)
     turning about its vertical axis by ``angles_deg[t]`` degrees at frame ``t``, seen by
-    a fixed camera from slightly above; flow rendered exactly.
+    a fixed camera from slightly above at ``distance`` (the focal length grows with it, so
+    the body covers the same pixels: 4.5 is a 53° field of view); flow rendered exactly.
 
     Returns:
         (VideoData, true object rotations (T,3,3) in camera coordinates, focal in px).
@@ -67,8 +68,8 @@ def turning_scene(angles_deg, size: int = 96, seed: int = 0):
     tilt = axis_angle_to_matrix(torch.tensor([math.radians(-20.0), 0.0, 0.0]))
     Rs = torch.stack([tilt @ axis_angle_to_matrix(torch.tensor([0.0, math.radians(float(a)), 0.0]))
                       for a in angles_deg])
-    verts = body @ Rs.transpose(1, 2) + torch.tensor([0.0, 0.0, 4.5])
-    f = 1.0 * size
+    verts = body @ Rs.transpose(1, 2) + torch.tensor([0.0, 0.0, distance])
+    f = size * distance / 4.5
     K = torch.tensor([f, f, (size - 1) / 2, (size - 1) / 2]).expand(T, 4)
     mask, rgb, fw, bw = _render_clip(verts, F, K, colors, size)
     from preprocess.flow import fb_confidence  # occlusions: as preprocessing finds them

@@ -109,3 +109,22 @@ def test_motion_smoothness_on_known_transforms_and_its_gradient():
     assert float(L.motion_smoothness(T, 2.0)) == pytest.approx(rot + 4 / 4 / 4, rel=1e-9)
     x = (T + 0.01 * torch.randn_like(T)).requires_grad_()
     assert torch.autograd.gradcheck(lambda t: L.motion_smoothness(t, 2.0), (x,))
+
+
+def test_trajectory_prior_forgives_one_rotation_of_the_whole_clip_only():
+    from lasr.geometry.rotations import axis_angle_to_matrix
+
+    g = torch.Generator().manual_seed(0)
+    P = axis_angle_to_matrix(torch.randn(6, 3, generator=g, dtype=torch.float64))
+    G = axis_angle_to_matrix(torch.tensor([0.4, -1.1, 0.3], dtype=torch.float64))
+    assert float(L.trajectory_prior(P @ G, P)) < 1e-12  # the whole clip turned: no cost
+    # one frame turned on its own by 0.3 rad: it costs, about ||R_t - P_t||^2 / T
+    # (the best G moves a little towards the turned frame, so a little less)
+    R = P.clone()
+    R[2] = P[2] @ axis_angle_to_matrix(torch.tensor([0.0, 0.3, 0.0], dtype=torch.float64))
+    alone = float((R[2] - P[2]).square().sum()) / 6
+    assert 0.6 * alone < float(L.trajectory_prior(R, P)) <= alone
+    # the gradient (G held at its optimum) against finite differences
+    aa = (torch.randn(6, 3, generator=g, dtype=torch.float64) * 0.2).requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda a: L.trajectory_prior(P @ axis_angle_to_matrix(a), P), (aa,),
+                                    eps=1e-6, atol=1e-5)
