@@ -30,16 +30,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import preprocess  # noqa: E402
 from lasr.config import ModelConfig  # noqa: E402
 from lasr.data import to_video_data  # noqa: E402
+from lasr.evaluate import turn_from_first  # noqa: E402
 from lasr.examples import make_creature_clip, read_truth  # noqa: E402
 from lasr.fit import estimate_trajectory  # noqa: E402
 from lasr.fit.trajectory import turn_degrees  # noqa: E402
-
-
-def procrustes(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """The rotation ``R`` with ``b - mean(b) ≈ R (a - mean(a))``."""
-    a, b = a - a.mean(0), b - b.mean(0)
-    u, _, vt = np.linalg.svd(b.T @ a)
-    return u @ np.diag([1.0, 1.0, np.sign(np.linalg.det(u @ vt))]) @ vt
 
 
 def angles(A: np.ndarray, B: np.ndarray) -> np.ndarray:
@@ -68,14 +62,14 @@ def main() -> None:
             Rw = np.array([np.array(c["world_to_camera"])[:3, :3] for c in cams["frames"]])[frames]
             true = Rw @ Rw[0].T
         else:  # the meshes' turn (legs and all)
-            true = np.stack([procrustes(V[frames[0]], V[k]) for k in frames])
+            true = np.stack(turn_from_first(V[frames]))
         focal = ModelConfig().focal * max(data.image_size)
         t0 = time.perf_counter()
         est = estimate_trajectory(data, focal)
         seconds = time.perf_counter() - t0
         err = min((angles(est.rotations, true), angles(S @ est.rotations @ S, true)), key=lambda e: e.mean())
         step = max(1, len(frames) // 8)
-        print(f"{name}: {len(frames)} frames, {sum(p[3] > 0 for p in est.pairs)} of {len(est.pairs)} windows used, "
+        print(f"{name}: {len(frames)} frames, {sum(w[3] > 0 for w in est.windows)} of {len(est.windows)} windows used, "
               f"{seconds:.1f} s")
         print("  frame         ", " ".join(f"{k:5d}" for k in range(0, len(frames), step)))
         print("  true turn     ", " ".join(f"{x:5.0f}" for x in turn_degrees(true)[::step]))

@@ -34,15 +34,9 @@ from hydra import compose, initialize_config_dir  # noqa: E402
 import preprocess  # noqa: E402
 from lasr.config import conf_dir  # noqa: E402
 from lasr.data import to_video_data  # noqa: E402
+from lasr.evaluate import turn_from_first  # noqa: E402
 from lasr.examples import make_creature_clip, read_truth  # noqa: E402
 from lasr.fit import Fitter  # noqa: E402
-
-
-def procrustes(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """The rotation ``R`` with ``b - mean(b) ≈ R (a - mean(a))``."""
-    a, b = a - a.mean(0), b - b.mean(0)
-    u, _, vt = np.linalg.svd(b.T @ a)
-    return u @ np.diag([1.0, 1.0, np.sign(np.linalg.det(u @ vt))]) @ vt
 
 
 def main() -> None:
@@ -59,7 +53,7 @@ def main() -> None:
     T = data.num_frames
     V, faces, cams = read_truth(clip)
     faces = torch.as_tensor(faces)
-    turn = np.stack([procrustes(V[0], V[k]) for k in range(T)])
+    turn = np.stack(turn_from_first(V[:T]))
     mirror = np.diag([1.0, 1.0, -1.0])
 
     with initialize_config_dir(str(conf_dir()), version_base="1.3"):

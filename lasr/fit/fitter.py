@@ -379,9 +379,9 @@ class Fitter:
             est = estimate_trajectory(self.data, focal)
             self.trajectory = torch.as_tensor(est.rotations, dtype=torch.float32, device=self.device)
             turn = est.turn()
-            log.info("root trajectory from the flow: %d frame windows, median residual %.1f degrees, turning %.0f "
-                     "degrees at most (%.1f s)", len(est.pairs), est.residual_deg, turn.max(),
-                     time.perf_counter() - t0)
+            log.info("root trajectory from the flow: %d of %d frame windows, median residual %.1f degrees, turning "
+                     "%.0f degrees at most (%.1f s)", sum(w[3] > 0 for w in est.windows), len(est.windows),
+                     est.residual_deg, turn.max(), time.perf_counter() - t0)
             self.logger.turn("root/estimated_turn_deg", turn)
         if not resuming and not hypotheses:
             with torch.no_grad():

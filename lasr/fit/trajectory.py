@@ -58,12 +58,13 @@ class Trajectory:
 
     Attributes:
         rotations: ``(T, 3, 3)`` float64, frame ``t``'s rotation from frame 0 (``R_0 = I``).
-        pairs: ``(i, j, points, inliers)`` of every pair that gave a rotation.
-        residual_deg: the median angle between the pairs' rotations and the trajectory's.
+        windows: ``(first frame, last frame, points tracked, points used)`` of every window
+            tried (0 used: it told nothing).
+        residual_deg: the median angle between the windows' rotations and the trajectory's.
     """
 
     rotations: np.ndarray
-    pairs: list = field(default_factory=list)
+    windows: list = field(default_factory=list)
     residual_deg: float = 0.0
 
     def turn(self) -> np.ndarray:
@@ -76,6 +77,9 @@ def turn_degrees(rotations) -> np.ndarray:
     R = np.asarray(rotations, dtype=np.float64)
     rel = R @ R[0].T
     return np.degrees(np.arccos(np.clip((np.trace(rel, axis1=1, axis2=2) - 1) / 2, -1, 1)))
+
+
+_MIRROR = np.diag([1.0, 1.0, -1.0])  # depth flipped (camera coordinates)
 
 
 def mirror_in_depth(rotations: torch.Tensor) -> torch.Tensor:
@@ -316,9 +320,9 @@ def factorize_window(tracks: np.ndarray, focal: Optional[float] = None, center=(
                 break
             Rn, Qb, _ = up
             # the upgrade's mirror image is arbitrary: keep the one nearest the last
-            Sd = np.diag([1.0, 1.0, -1.0])
-            if sum(_angle(a.T @ b) for a, b in zip(Sd @ Rn @ Sd, R)) < sum(_angle(a.T @ b) for a, b in zip(Rn, R)):
-                Rn, Qb = Sd @ Rn @ Sd, Qb @ Sd  # (the shape's depth flips with it)
+            flipped = _MIRROR @ Rn @ _MIRROR
+            if sum(_angle(a.T @ b) for a, b in zip(flipped, R)) < sum(_angle(a.T @ b) for a, b in zip(Rn, R)):
+                Rn, Qb = flipped, Qb @ _MIRROR  # (the shape's depth flips with it)
             R = Rn
         else:
             err = float(np.linalg.norm((Wc - Mb @ shape_b)[:, keep]))
@@ -337,21 +341,20 @@ def _consistent_branches(windows: list) -> np.ndarray:
     mirrored, and how clearly (the difference of the two disagreements over the shared
     frames' turns; windows that see little turn tell little); the clearest relations are
     followed from the first window along a maximum spanning tree. Returns ``(W,)`` of +1 /
-    -1 (the other mirror image)."""
-    S = np.diag([1.0, 1.0, -1.0])
+    -1 (the other mirror image). ``windows``: ``(first frame, (L, 3, 3) rotations)``."""
     n = len(windows)
     edges = []
     for i in range(n):
-        a_i, R_i, M_i = windows[i]
+        a_i, R_i = windows[i]
         for j in range(i + 1, n):
-            a_j, R_j, _ = windows[j]
+            a_j, R_j = windows[j]
             lo, hi = max(a_i, a_j), min(a_i + len(R_i), a_j + len(R_j)) - 1
             if hi - lo < 1:
                 continue
             f = np.arange(lo + 1, hi + 1)
             rel_j = R_j[f - a_j] @ R_j[lo - a_j].T
             same = R_i[f - a_i] @ R_i[lo - a_i].T
-            flip = M_i[f - a_i] @ M_i[lo - a_i].T
+            flip = _MIRROR @ same @ _MIRROR
             cost = [float(np.degrees(np.arccos(np.clip((np.einsum("fij,fij->f", c, rel_j) - 1) / 2, -1, 1))).sum())
                     for c in (same, flip)]
             edges.append((abs(cost[0] - cost[1]), i, j, 1 if cost[0] <= cost[1] else -1))
@@ -390,21 +393,20 @@ def estimate_trajectory(data: VideoData, focal: Optional[float] = None, lengths:
     T = data.num_frames
     H, W = data.image_size
     center = ((W - 1) / 2, (H - 1) / 2)
-    S = np.diag([1.0, 1.0, -1.0])
-    windows, pairs = [], []
+    windows, tried = [], []
     lengths = sorted(set(min(int(n), T) for n in lengths if n > 1))
     starts = {n: set(range(0, T - n + 1, stride)) | {T - n} for n in lengths}
     for a in sorted(set().union(*starts.values())):
         here = [n for n in lengths if a in starts[n]]
         for n, tracks in zip(here, track_window(data, a, here, max_points)):
             R = factorize_window(tracks, focal, center) if tracks.shape[1] >= min_points else None
-            pairs.append((a, a + n - 1, tracks.shape[1], 0 if R is None else tracks.shape[1]))
+            tried.append((a, a + n - 1, tracks.shape[1], 0 if R is None else tracks.shape[1]))
             if R is not None:
-                windows.append((a, R, np.stack([S @ r @ S for r in R])))
+                windows.append((a, R))
     if not windows:
-        return Trajectory(np.tile(np.eye(3), (T, 1, 1)), pairs, 0.0)
+        return Trajectory(np.tile(np.eye(3), (T, 1, 1)), tried, 0.0)
 
     signs = _consistent_branches(windows)
-    chosen = [(a, R if sign > 0 else M) for (a, R, M), sign in zip(windows, signs)]
+    chosen = [(a, R if sign > 0 else _MIRROR @ R @ _MIRROR) for (a, R), sign in zip(windows, signs)]
     R, residual = average_rotations(T, [(a, a + k, Rw[k], float(k)) for a, Rw in chosen for k in range(1, len(Rw))])
-    return Trajectory(R @ R[0].T, pairs, residual)
+    return Trajectory(R @ R[0].T, tried, residual)
