@@ -325,7 +325,8 @@ def factorize_window(tracks: np.ndarray, focal: Optional[float] = None, center=(
                 Rn, Qb = flipped, Qb @ _MIRROR  # (the shape's depth flips with it)
             R = Rn
         else:
-            err = float(np.linalg.norm((Wc - Mb @ shape_b)[:, keep]))
+            # RMS over the points kept: the two images may keep different numbers of points
+            err = float(np.linalg.norm((Wc - Mb @ shape_b)[:, keep])) / math.sqrt(max(int(keep.sum()), 1))
             if best is None or err < best[0]:
                 best = (err, R)
     R = R0 if best is None else best[1]
