@@ -197,6 +197,9 @@ class StageConfig:
     restarts: int = 1  # runs of this stage through restart_until, the best by the data terms kept
     restart_until: Optional[str] = None  # the last stage each restart runs; None: the schedule's last
     hypothesis_iters: int = 50  # steps each hypothesis runs before the best is kept
+    # the flow term trains from this fraction of the stage's main steps on (> 0: not while
+    # hypotheses run; 1: never); it scores hypotheses and restarts all the same
+    flow_from: float = 0.0
     symmetric: bool = False  # use the symmetry loss (mirror about the rest shape's x = 0)
     train: List[str] = field(default_factory=lambda: list(PARAM_GROUPS))  # parameter groups it trains: shape, color, root, bones, motion, focal
     lr: float = 0.01  # Adam learning rate (x model.lr_scale of each group)

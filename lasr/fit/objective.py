@@ -115,7 +115,7 @@ def _flow_weight(b: Batch) -> tuple[Tensor, Tensor]:
     return flow_obs, conf * (b.crops.mask[b.ids] > 0.5) * b.out.mask
 
 
-@term("flow")
+@term("flow", when=lambda b: b.out.flow is not None)
 def _flow(b: Batch) -> Tensor:
     flow_obs, weight = _flow_weight(b)
     return L.flow_loss(b.out.flow, flow_obs, weight, b.crops.res)
@@ -220,14 +220,15 @@ def batch_terms(model: ArticulatedModel, stage, crops: Crops, dist: Tensor, topo
                 only: Optional[tuple[str, ...]] = None) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
     """The loss terms (name -> scalar) of a batch and its diagnostics (mask IoU, and the
     flow's end-point error in crop pixels when the flow is fitted). ``only``: compute just
-    these terms (e.g. :data:`DATA_TERMS`)."""
+    these terms (e.g. :data:`DATA_TERMS`): a score, which sees the flow even where the stage
+    does not train on it yet (``flow_from``)."""
     w = stage.weights
     B = len(ids)
     all_ids = torch.cat([ids, ids + direction])
     obj = model.deform(all_ids)  # (2B,V,3) object frame
     verts = model.to_camera(obj, all_ids)  # (2B,V,3) camera frame
     K = crop_cameras(model, all_ids, crops, image_size)
-    need_flow = w.flow != 0
+    need_flow = w.flow != 0 and (only is not None or progress >= stage.flow_from)
     out = render(verts[:B], model.faces, K[:B], stage_settings(stage),
                  attributes=model.colors if w.color != 0 else None,
                  verts_next=verts[B:] if need_flow else None, cameras_next=K[B:] if need_flow else None)

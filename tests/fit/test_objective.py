@@ -110,3 +110,23 @@ def test_hypotheses_keep_the_lowest_all_frame_objective(compose_cfg, tmp_path):
     assert kept == seen["again"]  # no randomness in the score
     assert kept == pytest.approx(min(scores), rel=1e-6)
     assert kept == pytest.approx(seen["by_hand"], rel=1e-6)
+
+
+def test_flow_from_keeps_the_flow_out_of_training_but_not_out_of_the_score(compose_cfg, tmp_path):
+    """``flow_from``: the flow term trains only from that share of the stage's steps on, yet
+    the all-frame score (``only``), which chooses hypotheses and their mirror images, sees it
+    (the value it would have with ``flow_from=0``)."""
+    data, *_ = ellipsoid_scene(T=4, size=48)
+    cfg = compose_cfg("stages=rigid", "stages.rigid.flow_from=0.5", "train.progress=false")
+    fitter = Fitter(cfg, data, tmp_path, torch.device("cpu"))
+    stage = cfg.stages.rigid
+    fitter.prepare_crops(stage)
+    ids, direction = torch.tensor([0, 1, 2]), torch.tensor([1, 1, -1])
+    fitter.progress = 0.25
+    terms, diag = fitter.losses(stage, ids, direction)
+    assert "flow" not in terms and "flow_epe_px" not in diag
+    score = fitter.losses(stage, ids, direction, DATA_TERMS)[0]
+    fitter.progress = 0.5
+    trained = fitter.losses(stage, ids, direction)[0]
+    assert float(score["flow"]) == pytest.approx(float(trained["flow"]), rel=1e-6) and float(score["flow"]) > 0
+    assert fitter.objective(stage) > fitter.objective(stage, only=("silhouette",))

@@ -1,11 +1,10 @@
 """The rigid stage of ``stages=turning`` on a body that turns by half a revolution, rendered
-by the project itself, started from the flow's trajectory with the flow term on. With the
-schedule's per-coordinate Adam steps on the vertices the flow term's gradient crumples the
-shape (measured: mask IoU 0.59, flow error 7 px at 64 px, turn error 27 degrees at worst;
-the `rigid` schedule's stage without the flow term fits it to 0.94 and 0.9 px);
-Laplacian-preconditioned steps (``shape_lambda=10``) fit it and keep the turn. (On the real creature the preconditioned rigid stage ends in worse
-3D figures, so no schedule uses it yet: see the README.) ``experiments/rigid_turn.py``
-prints the same for every turning profile."""
+by the project itself, started from the flow's trajectory. Trained on the flow with
+per-coordinate Adam steps on the vertices (``flow_from=0``), the flow term's gradient
+crumples the shape (measured: mask IoU 0.59, flow error 7 px at 64 px, turn error 27
+degrees at worst); the schedule lets the flow score the hypotheses and their mirror images
+only (``flow_from: 1``) and fits the shape and keeps the turn (0.94, 1.0 px, 7.9 degrees at
+worst). ``experiments/rigid_turn.py`` prints the same for every turning profile."""
 
 from pathlib import Path
 
@@ -51,13 +50,13 @@ def rigid_turn_fit(angles_deg, run_dir: Path, overrides=(), size: int = 64) -> d
 
 
 @pytest.mark.slow
-def test_preconditioned_rigid_stage_keeps_a_half_turn_and_fits_the_shape(tmp_path):
-    fit = rigid_turn_fit(np.linspace(0, 180, 16), tmp_path, ["stages.rigid.shape_lambda=10"])
-    assert fit["iou"] > 0.88 and fit["flow_px"] < 1.5, fit
-    assert fit["error"].mean() < 10.0 and fit["error"].max() < 16.0, fit["error"].round(1)
+def test_rigid_stage_keeps_a_half_turn_and_fits_the_shape(tmp_path):
+    fit = rigid_turn_fit(np.linspace(0, 180, 16), tmp_path)
+    assert fit["iou"] > 0.9 and fit["flow_px"] < 1.5, fit
+    assert fit["error"].max() < 10.0, fit["error"].round(1)
 
 
 @pytest.mark.slow
-def test_plain_adam_steps_lose_the_shape_under_the_flow_term(tmp_path):
-    fit = rigid_turn_fit(np.linspace(0, 180, 16), tmp_path)
-    assert fit["iou"] < 0.8 and fit["flow_px"] > 3.0, fit  # what the preconditioned steps above are for
+def test_adam_steps_trained_on_the_flow_lose_the_shape(tmp_path):
+    fit = rigid_turn_fit(np.linspace(0, 180, 16), tmp_path, ["stages.rigid.flow_from=0"])
+    assert fit["iou"] < 0.8 and fit["flow_px"] > 3.0, fit  # why the schedule does not train on it
