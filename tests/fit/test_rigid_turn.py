@@ -13,8 +13,10 @@ import pytest
 import torch
 
 from lasr.fit import Fitter
+from lasr.fit.objective import pair_direction
 
 from .synth import turning_scene
+from .test_trajectory import _errors
 
 
 def rigid_turn_fit(angles_deg, run_dir: Path, overrides=(), size: int = 64) -> dict:
@@ -33,20 +35,15 @@ def rigid_turn_fit(angles_deg, run_dir: Path, overrides=(), size: int = 64) -> d
                                            "train.progress=false", f"model.focal={focal / size}", *overrides])
     fitter = Fitter(cfg, data, run_dir, torch.device("cpu"))
     fitter.fit()
-    rel_true = (R_true @ R_true[0].T).numpy()
-
-    def errors(R):
-        rel = R @ R[0].T
-        return np.degrees(np.arccos(np.clip((np.einsum("tij,tij->t", rel, rel_true) - 1) / 2, -1, 1)))
-
+    R = fitter.model.root_transforms()[0].detach().double().numpy()
+    est = fitter.trajectory.double().cpu().numpy()
     stage = cfg.stages.rigid
     ids = torch.arange(data.num_frames)
-    direction = torch.where(ids == data.num_frames - 1, -1, 1)
+    direction = pair_direction(ids, torch.ones_like(ids), data.num_frames)
     with torch.no_grad():
         _, diag = fitter.losses(stage, ids, direction, ("flow",))
     return {"iou": float(fitter.full_frame_iou().mean()), "flow_px": float(diag["flow_epe_px"]),
-            "error": errors(fitter.model.root_transforms()[0].detach().double().numpy()),
-            "estimate_error": errors(fitter.trajectory.double().cpu().numpy())}
+            "error": _errors(R @ R[0].T, R_true), "estimate_error": _errors(est @ est[0].T, R_true)}
 
 
 @pytest.mark.slow
