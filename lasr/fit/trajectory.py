@@ -320,8 +320,11 @@ def factorize_window(tracks: np.ndarray, focal: Optional[float] = None, center=(
                 break
             Rn, Qb, _ = up
             # the upgrade's mirror image is arbitrary: keep the one nearest the last
+            # (compared from the first frame on: the upgrade's orientation of the shape is arbitrary too)
             flipped = _MIRROR @ Rn @ _MIRROR
-            if sum(_angle(a.T @ b) for a, b in zip(flipped, R)) < sum(_angle(a.T @ b) for a, b in zip(Rn, R)):
+            rel = R @ R[0].T
+            if (sum(_angle(a.T @ b) for a, b in zip(flipped @ flipped[0].T, rel))
+                    < sum(_angle(a.T @ b) for a, b in zip(Rn @ Rn[0].T, rel))):
                 Rn, Qb = flipped, Qb @ _MIRROR  # (the shape's depth flips with it)
             R = Rn
         else:
