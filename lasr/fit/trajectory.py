@@ -26,7 +26,7 @@ further. So the rigid stage starts from the turn the video shows:
    tree, so that a stretch where the object hardly turns does not flip the rest.
 4. **Averaging.** The rotations of every frame, ``R_0 = I``, are the robust (iteratively
    reweighted) chordal average of all the windows' constraints ``R_j ≈ R_ij R_i``
-   (weighted by the frames between), started by chaining.
+   (each pair weighing the same), started by chaining.
 
 The result is the object's rotation from frame 0 in camera coordinates; the rigid
 stage's hypotheses then only choose the global orientation and, with
@@ -412,5 +412,8 @@ def estimate_trajectory(data: VideoData, focal: Optional[float] = None, lengths:
 
     signs = _consistent_branches(windows)
     chosen = [(a, R if sign > 0 else _MIRROR @ R @ _MIRROR) for (a, R), sign in zip(windows, signs)]
-    R, residual = average_rotations(T, [(a, a + k, Rw[k], float(k)) for a, Rw in chosen for k in range(1, len(Rw))])
+    # every frame pair of a window weighs the same: a window's error grows with the frames
+    # between (about a quarter of the turn on the creature and CesiumMan), so weighting by them
+    # let the long windows, the least accurate, dominate the chaining and the average
+    R, residual = average_rotations(T, [(a, a + k, Rw[k], 1.0) for a, Rw in chosen for k in range(1, len(Rw))])
     return Trajectory(R @ R[0].T, tried, residual)
