@@ -38,8 +38,10 @@ def test_every_loss_weight_adds_its_term(compose_cfg, tmp_path):
     data, *_ = ellipsoid_scene(T=4, size=48)
     names = [f.name for f in fields(LossWeights)]
     on = [f"stages.articulate.weights.{n}=1.0" for n in names]
+    # flow_from=0: the flow trains from the stage's first step (fast delays it; tested below)
     cfg = compose_cfg("stages=fast", *ONE_RIGID, "stages.articulate.restarts=1", "stages.rigid.hypotheses=1",
-                      "stages.articulate.symmetric=true", "train.max_steps_per_stage=1", "train.progress=false", *on)
+                      "stages.articulate.symmetric=true", "stages.articulate.flow_from=0",
+                      "train.max_steps_per_stage=1", "train.progress=false", *on)
     fitter = Fitter(cfg, data, tmp_path, torch.device("cpu"))
     seen = {}
 
