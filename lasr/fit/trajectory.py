@@ -72,10 +72,14 @@ class Trajectory:
         return turn_degrees(self.rotations)
 
 
+def from_first(rotations: np.ndarray) -> np.ndarray:
+    """``(T, 3, 3)`` rotations ``R_t R_0^T``: each frame's turn from the first frame."""
+    return rotations @ rotations[0].T
+
+
 def turn_degrees(rotations) -> np.ndarray:
     """``(T,)`` angle in degrees of each ``R_t R_0^T`` of ``(T, 3, 3)`` rotations."""
-    R = np.asarray(rotations, dtype=np.float64)
-    rel = R @ R[0].T
+    rel = from_first(np.asarray(rotations, dtype=np.float64))
     return np.degrees(np.arccos(np.clip((np.trace(rel, axis1=1, axis2=2) - 1) / 2, -1, 1)))
 
 
@@ -302,7 +306,7 @@ def factorize_window(tracks: np.ndarray, focal: Optional[float] = None, center=(
         return None
     R0, Q, _ = up
     if not focal or perspective_iters <= 0:
-        return R0 @ R0[0].T
+        return from_first(R0)
     best, keep0 = None, keep
     for sign in (1.0, -1.0):  # the two mirror images in depth
         R, Qb, Mb, shape_b, keep = R0, Q, M, shape, keep0
@@ -322,9 +326,9 @@ def factorize_window(tracks: np.ndarray, focal: Optional[float] = None, center=(
             # the upgrade's mirror image is arbitrary: keep the one nearest the last
             # (compared from the first frame on: the upgrade's orientation of the shape is arbitrary too)
             flipped = _MIRROR @ Rn @ _MIRROR
-            rel = R @ R[0].T
-            if (sum(_angle(a.T @ b) for a, b in zip(flipped @ flipped[0].T, rel))
-                    < sum(_angle(a.T @ b) for a, b in zip(Rn @ Rn[0].T, rel))):
+            rel = from_first(R)
+            if (sum(_angle(a.T @ b) for a, b in zip(from_first(flipped), rel))
+                    < sum(_angle(a.T @ b) for a, b in zip(from_first(Rn), rel))):
                 Rn, Qb = flipped, Qb @ _MIRROR  # (the shape's depth flips with it)
             R = Rn
         else:
@@ -332,8 +336,7 @@ def factorize_window(tracks: np.ndarray, focal: Optional[float] = None, center=(
             err = float(np.linalg.norm((Wc - Mb @ shape_b)[:, keep])) / math.sqrt(max(int(keep.sum()), 1))
             if best is None or err < best[0]:
                 best = (err, R)
-    R = R0 if best is None else best[1]
-    return R @ R[0].T
+    return from_first(R0 if best is None else best[1])
 
 
 LENGTHS = (4, 6, 8, 12, 16, 24)
@@ -416,4 +419,4 @@ def estimate_trajectory(data: VideoData, focal: Optional[float] = None, lengths:
     # between (about a quarter of the turn on the creature and CesiumMan), so weighting by them
     # let the long windows, the least accurate, dominate the chaining and the average
     R, residual = average_rotations(T, [(a, a + k, Rw[k], 1.0) for a, Rw in chosen for k in range(1, len(Rw))])
-    return Trajectory(R @ R[0].T, tried, residual)
+    return Trajectory(from_first(R), tried, residual)

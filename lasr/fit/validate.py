@@ -36,8 +36,7 @@ def _stage_problems(bad: Problems, stages: list[tuple[str, object]]) -> None:
         bad.positive(k + "sigma", st.sigma, "the soft rasterizer's blur in px^2")
         bad.at_least(k + "lr", st.lr, 0, "Adam's learning rate")
         bad.at_least(k + "lr_final", st.lr_final, 0, "the final rate as a fraction of lr")
-        if not 0 <= st.flow_from <= 1:
-            bad.add(k + "flow_from", st.flow_from, "a fraction of the stage's steps, in [0, 1]")
+        bad.within(k + "flow_from", st.flow_from, 0, 1, "the fraction of the stage's steps before the flow trains")
         weights = st.weights
         for term, weight in (dict(weights) if hasattr(weights, "items") else vars(weights)).items():
             bad.at_least(k + f"weights.{term}", weight, 0, "a loss weight; 0 switches the term off")
