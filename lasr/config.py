@@ -213,6 +213,9 @@ class StageConfig:
 @dataclass
 class ModelConfig:
     subdivisions: int = 3  # icosphere level: 3 -> 642 vertices / 1280 faces
+    init_width: float = 0.5  # the initial sphere's extent across the rest shape's mirror plane (rest x) over its height
+    # and length: silhouettes of a body seen mostly from one side barely show its width and the fit keeps about what it
+    # starts with (a sphere left the creature twice too wide: per-frame Chamfer 2.85 % against 1.78 % at 0.5, README)
     focal: float = 1.0  # initial focal length in units of the longer image side
     per_frame_focal: bool = False  # one focal length per frame (zooming cameras)
     rot_param: str = "6d"  # 6d | axis_angle

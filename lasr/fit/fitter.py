@@ -8,10 +8,8 @@ the objective (:mod:`.objective`) with the stage's optimizer (:mod:`.optimizer`)
 Restart windows (:mod:`.schedule`) repeat stages and keep the best run.
 
 A checkpoint (:meth:`Fitter.state`) holds everything the rest of the fit depends on, the
-random states included (the batch generator, Python's ``random``, torch's global
-generator, the k-means seed), so a fit resumed from one ends exactly as the fit that was
-not interrupted; it also holds the sequence's fingerprint, and a resume on another
-sequence is refused. Divergence is watched at every step (:mod:`.divergence`).
+random states included, so a resumed fit ends exactly as one not interrupted; a resume on
+another sequence is refused. Divergence is watched at every step (:mod:`.divergence`).
 """
 
 from __future__ import annotations
@@ -102,10 +100,10 @@ class Fitter:
     # ------------------------------------------------------------------ set-up
     def _init_model(self) -> ArticulatedModel:
         m = self.cfg.model
-        V, F = icosphere(m.subdivisions)
-        model = ArticulatedModel(V, F, self.data.num_frames, num_bones=1, rot_param=m.rot_param, focal=m.focal,
-                                 per_frame_focal=m.per_frame_focal, temperature=m.skinning_temperature,
-                                 seed=self.cfg.train.seed)
+        V, F = icosphere(m.subdivisions)  # a sphere, `init_width` as wide across the mirror plane x = 0
+        model = ArticulatedModel(V * V.new_tensor([m.init_width, 1.0, 1.0]), F, self.data.num_frames, num_bones=1,
+                                 rot_param=m.rot_param, focal=m.focal, per_frame_focal=m.per_frame_focal,
+                                 temperature=m.skinning_temperature, seed=self.cfg.train.seed)
         with torch.no_grad():  # the unit sphere projects onto each frame's mask box
             K = full_intrinsics(model.focal().detach().cpu(), self.data.image_size)  # (T,4)
             boxes = self.data.boxes
@@ -140,8 +138,7 @@ class Fitter:
     def objective(self, stage, only=O.DATA_TERMS) -> float:
         """The stage's weighted data terms (``only=None``: every term) over every frame (each
         with the next one, the last with the one before), in chunks of the batch size: a
-        deterministic score of hypotheses and restarts by what the video shows (the last
-        random batches' loss compares batches; the mask IoU does not see depth)."""
+        deterministic score of hypotheses and restarts (the mask IoU does not see depth)."""
         self.prepare_crops(stage)  # none yet when resumed at the end of a restart window
         T = self.data.num_frames
         ids = torch.arange(T, device=self.device)
@@ -164,10 +161,8 @@ class Fitter:
         preferred = torch.where(torch.rand(len(ids), generator=gen) < 0.5, -1, 1)
         return ids.to(self.device), O.pair_direction(ids, preferred, T).to(self.device)
 
-    def where(self) -> Where:
-        """Where the fit stands, for a divergence report."""
-        name, lr = self.current_stage
-        return Where(name, lr, self.stage_step, self.global_step, self.last_good_checkpoint)
+    def where(self) -> Where:  # where the fit stands, for a divergence report
+        return Where(*self.current_stage, self.stage_step, self.global_step, self.last_good_checkpoint)
 
     def _run_steps(self, stage, name: str, n: int, gen: torch.Generator, bar: Optional[tqdm] = None,
                    on_step: Optional[Callable] = None, before_step: Optional[Callable] = None) -> dict:
@@ -205,14 +200,13 @@ class Fitter:
 
     def _after_step(self, stage, rec: dict) -> None:
         """Count the step; log it, draw panels and checkpoint when due."""
-        self.stage_step += 1
-        self.global_step += 1
+        self.stage_step, self.global_step = self.stage_step + 1, self.global_step + 1
         step = self.global_step
         if self.logger.wants_scalars(step):
             self.logger.step(step, rec, {g["name"]: g["lr"] for g in self.optimizer.param_groups},
                              float(self.model.focal()[0].detach()))
         if self.logger.wants_panels(step):
-            T = self.data.num_frames
+            T = self.data.num_frames  # four frames and their next ones
             ids = torch.linspace(0, T - 2, min(4, T - 1)).round().long().to(self.device)
             K = O.crop_cameras(self.model, torch.cat([ids, ids + 1]), self.crops, self.data.image_size)
             self.logger.panels(step, render_panels(self.model, self.crops, K, ids, O.stage_settings(stage)))
@@ -225,14 +219,18 @@ class Fitter:
     def _hypotheses(self, stage, name: str, gen: torch.Generator, bar: tqdm, turning: torch.Tensor) -> list[float]:
         """Try ``stage.hypotheses`` root rotations, each composed with the (T,3,3) root
         trajectory ``turning`` (and, with ``mirror_hypotheses``, with its mirror image in
-        depth); keep the state with the lowest data terms over all frames in place."""
-        start = copy.deepcopy(self.model.state_dict())
+        depth); keep the state with the lowest data terms over all frames in place. Restart
+        ``r`` of a window this stage opens tries only the ``r``-th best of the first's scores
+        (the short tries score close; the stage's end tells the best few apart)."""
+        start, rs = copy.deepcopy(self.model.state_dict()), self.restarts
         rotations = hypothesis_rotations(stage.hypotheses).to(self.device)
         paths = [turning, mirror_in_depth(turning)] if stage.mirror_hypotheses else [turning]
         steps = capped(stage.hypothesis_iters, self.cfg.train.max_steps_per_stage)
         best, best_state, scores = math.inf, None, []
         tried = [(path, R) for path in paths for R in rotations]
-        for h, (path, R) in enumerate(tried):
+        which = rs.hypotheses_to_try(self.stage_index, len(tried))
+        for h in which:
+            path, R = tried[h]
             self.model.load_state_dict(start)
             with torch.no_grad():
                 self.model.root_rot.copy_(self.model.rot_from_matrix(path @ R))
@@ -246,16 +244,18 @@ class Fitter:
             if score < best:
                 best, best_state = score, copy.deepcopy(self.model.state_dict())
         self.model.load_state_dict(best_state)
+        if rs.restart == 0 and rs.starts(self.stage_index):
+            rs.ranking = [int(i) for i in np.argsort(scores, kind="stable")]
         log.info("stage %s: hypothesis scores %s -> kept #%d", name, [round(s, 4) for s in scores],
-                 int(np.argmin(scores)) + 1)
+                 which[int(np.argmin(scores))] + 1)
         return scores
 
     # ------------------------------------------------------------------ stages
     def fit(self, on_stage_end: Optional[Callable[["Fitter", StageResult], None]] = None,
             on_step: Optional[Callable[["Fitter", dict], None]] = None) -> list[StageResult]:
         """Run (or continue) the schedule with its restart windows: the stages of a window
-        run ``restarts`` times, the run with the best full-frame mask IoU is kept, and the
-        schedule goes on from it.
+        run ``restarts`` times, the run with the lowest data terms over all frames
+        (:meth:`objective`) is kept, and the schedule goes on from it.
 
         Args:
             on_stage_end: called with the fitter and the :class:`StageResult` after each stage.
@@ -290,7 +290,7 @@ class Fitter:
             log.info("%s: kept restart %d of %d (data terms %.5f, mask IoU %.4f)", name, kept["restart"], win.count,
                      best_score, best_iou)
             rs.kept.append(kept)
-            rs.window, rs.restart, rs.branch, rs.best = rs.window + 1, 0, None, None
+            rs.window, rs.restart, rs.branch, rs.best, rs.ranking = rs.window + 1, 0, None, None, None
             self.save_checkpoint("last.pt")
         self._fit_stages(on_stage_end, len(self.stages) - 1)
         self.batch_gen = self.resumed_rng = None
@@ -332,7 +332,8 @@ class Fitter:
             iters = capped(stage.iters, self.cfg.train.max_steps_per_stage)
             hyp_steps = 0
             if stage.hypotheses > 1 and not resuming:
-                hyp_steps = capped(stage.hypothesis_iters, self.cfg.train.max_steps_per_stage) * stage.hypotheses
+                tries = rs.hypotheses_to_try(si, stage.hypotheses * (1 + stage.mirror_hypotheses))
+                hyp_steps = capped(stage.hypothesis_iters, self.cfg.train.max_steps_per_stage) * len(tries)
             self.logger.stage_start(self.global_step, si, stage.num_bones, self.model.faces.shape[0],
                                     result.iou_before_change, result.iou_after_change)
             desc = f"stage {si + 1}/{len(self.stages)} {name}"
@@ -390,8 +391,7 @@ class Fitter:
         return self.trajectory
 
     # ------------------------------------------------------------------ checkpoints
-    def rng_state(self) -> dict:
-        """The random states the rest of the fit draws from (:func:`.checkpoint.capture_rng`)."""
+    def rng_state(self) -> dict:  # the random states the rest of the fit draws from
         return capture_rng(self.batch_gen, self.device, self.model.seed)
 
     def state(self) -> dict:

@@ -4,7 +4,8 @@ A schedule (``conf/stages/NAME.yaml``) is an ordered mapping of stages. A stage 
 ``restarts > 1`` opens a *restart window*: the stages from it through its
 ``restart_until`` (default: the last) run ``restarts`` times from the state at the
 window's start (each with its own seed), and the run whose data terms (silhouette and
-flow) over all frames are lowest goes on. Windows may not
+flow) over all frames are lowest goes on. When the window's first stage tries root
+hypotheses, only its first run tries them all; run ``r`` goes on from the ``r``-th best. Windows may not
 overlap. :class:`Restarts` is where a fit stands in them.
 """
 
@@ -65,6 +66,8 @@ class Restarts:
         best: ``(score, state)`` of the best finished restart of the window (the lowest
             data objective over all frames).
         kept: each finished window's kept restart (stage, restart, of, score, mask_iou).
+        ranking: the window's first stage's root hypotheses, best first, as its first
+            restart scored them (later restarts go on from the next ones).
     """
 
     windows: list[Window]
@@ -73,6 +76,7 @@ class Restarts:
     branch: Optional[dict] = None
     best: Optional[tuple[float, dict]] = None
     kept: list[dict] = field(default_factory=list)
+    ranking: Optional[list[int]] = None
 
     @property
     def current(self) -> Optional[Window]:
@@ -87,13 +91,21 @@ class Restarts:
         """Whether stage ``si`` is the first of the window now running."""
         return self.running(si) and self.current.first == si
 
+    def hypotheses_to_try(self, si: int, count: int) -> list[int]:
+        """Which of stage ``si``'s ``count`` root hypotheses it tries now: all, or in restart
+        ``r > 0`` of the window it opens only the ``r``-th best of the first restart's."""
+        if self.restart > 0 and self.starts(si) and self.ranking:
+            return [self.ranking[self.restart % len(self.ranking)]]
+        return list(range(count))
+
     def state(self) -> dict:
         return {"window": self.window, "kept": self.kept, "restart": self.restart, "branch": self.branch,
-                "best": self.best}
+                "best": self.best, "ranking": self.ranking}
 
     def load(self, state: dict) -> None:
         self.window, self.restart = state.get("window", 0), state.get("restart", 0)
         self.kept, self.branch, self.best = state.get("kept", []), state.get("branch"), state.get("best")
+        self.ranking = state.get("ranking")
 
 
 def hypothesis_rotations(n: int, dtype=torch.float32) -> torch.Tensor:

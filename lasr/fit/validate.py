@@ -61,6 +61,7 @@ def check_fit(cfg, problems: Optional[Problems] = None) -> None:
     _stage_problems(bad, list(cfg.stages.items()))
     m, t = cfg.model, cfg.train
     bad.within("model.subdivisions", m.subdivisions, 0, 7, "icosphere level: 3 is 642 vertices")
+    bad.within("model.init_width", m.init_width, 0.05, 1.0, "the initial shape's width over its height")
     bad.positive("model.focal", m.focal, "focal length in units of the longer image side")
     bad.at_least("model.crop_scale", m.crop_scale, 1.0, "crop side over the mask's bounding box")
     bad.positive("model.skinning_temperature", m.skinning_temperature, "softmax temperature of the skinning")

@@ -1,5 +1,9 @@
 """lasr.fit.fitter: the stage loop recovers a known scene; resume, restarts, the root trajectory, NaN."""
 
+import logging
+import re
+
+import numpy as np
 import pytest
 import torch
 
@@ -261,3 +265,42 @@ def test_resume_at_the_end_of_a_restart_window(compose_cfg, tmp_path, restart):
     assert [r.name for r in results] == ["rigid", "refine"] and again.global_step == whole.global_step
     assert [k["restart"] for k in again.restarts.kept] == [k["restart"] for k in whole.restarts.kept]
     assert torch.equal(again.full_frame_iou(), whole.full_frame_iou())
+
+
+@pytest.mark.parametrize("width", [1.0, 0.5])
+def test_the_initial_shape_is_init_width_as_wide_across_its_mirror_plane(compose_cfg, tmp_path, width):
+    from lasr.geometry.symmetry import reflect
+
+    data, _, _, _ = ellipsoid_scene(T=4, size=32)
+    fitter = Fitter(compose_cfg("stages=rigid", f"model.init_width={width}"), data, tmp_path, torch.device("cpu"))
+    V = fitter.model.rest_verts.detach()
+    extent = V.amax(0) - V.amin(0)
+    assert torch.allclose(extent, torch.tensor([2 * width, 2.0, 2.0]), atol=1e-5), extent
+    assert torch.allclose(reflect(V)[fitter.mirror], V, atol=1e-6)  # the mirror map still pairs every vertex
+
+
+def test_restarts_of_the_hypothesis_stage_run_its_best_hypotheses_in_turn(compose_cfg, tmp_path, caplog):
+    """``restarts: 3`` on the stage that tries root hypotheses: the first run tries all of
+    them (and their mirror images) and goes on from the best, the second and third go on
+    from the second and third best of the first run's scores; the run with the lowest data
+    terms at the stage's end is kept."""
+    data, *_ = ellipsoid_scene(T=4, size=48)
+    cfg = compose_cfg("stages=rigid", "train.max_steps_per_stage=3", "train.progress=false",
+                      "stages.rigid.hypotheses=4", "stages.rigid.restarts=3", "stages.rigid.restart_until=rigid",
+                      "stages.rigid.hypothesis_iters=2", "stages.refine.iters=0")
+    fitter = Fitter(cfg, data, tmp_path, torch.device("cpu"))
+    ends = []
+
+    def on_stage_end(f, r):
+        if r.name == "rigid":
+            ends.append((list(r.hypothesis_losses), f.objective(cfg.stages.rigid), f.model.root_rot.detach().clone()))
+
+    with caplog.at_level(logging.INFO, logger="lasr"):
+        fitter.fit(on_stage_end=on_stage_end)
+    (first, *_), (second, *_), (third, *_) = ends
+    assert len(first) == 8 and len(second) == 1 and len(third) == 1  # 4 hypotheses and their mirror images
+    kept = [int(n) for n in re.findall(r"hypothesis scores .* -> kept #(\d+)", caplog.text)]
+    assert kept == [int(i) + 1 for i in np.argsort(first, kind="stable")[:3]]  # the best, the second, the third
+    best = min(range(3), key=lambda r: ends[r][1])
+    assert fitter.restarts.kept[0]["score"] == ends[best][1] and fitter.restarts.kept[0]["restart"] == best + 1
+    assert fitter.restarts.ranking is None  # forgotten once the window is done

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from lasr.errors import LasrError
-from lasr.fit.schedule import Window, capped, hypothesis_rotations, restart_windows
+from lasr.fit.schedule import Restarts, Window, capped, hypothesis_rotations, restart_windows
 
 
 def test_hypothesis_rotations_are_distinct_rotations():
@@ -35,3 +35,18 @@ def test_restarts_validation(bad, match, compose_cfg):
     cfg = compose_cfg("stages=fast", *bad)
     with pytest.raises(LasrError, match=match):
         restart_windows(list(cfg.stages.items()))
+
+
+def test_later_restarts_of_a_hypothesis_stage_try_the_next_best_hypothesis():
+    rs = Restarts([Window(1, 1, 3)])
+    assert rs.hypotheses_to_try(1, 4) == [0, 1, 2, 3]  # the first run tries them all
+    rs.ranking = [2, 0, 3, 1]  # ... and ranks them
+    assert rs.hypotheses_to_try(1, 4) == [0, 1, 2, 3]
+    rs.restart = 1
+    assert rs.hypotheses_to_try(1, 4) == [0]  # the second best
+    rs.restart = 2
+    assert rs.hypotheses_to_try(1, 4) == [3]
+    assert rs.hypotheses_to_try(2, 4) == [0, 1, 2, 3]  # a stage the window does not open tries all
+    again = Restarts([Window(1, 1, 3)])
+    again.load(rs.state())
+    assert again.ranking == [2, 0, 3, 1] and again.hypotheses_to_try(1, 4) == [3]  # a resume keeps it

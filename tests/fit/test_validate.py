@@ -25,6 +25,7 @@ ROOT = Path(__file__).resolve().parents[2]
     ("stages.rigid.resolution", 0, "must be >= 8 (crop side"),
     ("stages.refine.num_faces", 3, "must be >= 20 (faces after remeshing), or null"),
     ("stages.refine.weights.flow", -1.0, "must be >= 0 (a loss weight"),
+    ("model.init_width", 0.0, "must lie in [0.05, 1.0] (the initial shape's width over its height)"),
     ("stages.rigid.flow_from", 1.5, "must lie in [0, 1] (the fraction of the stage's steps before the flow trains)"),
     ("preprocess.resolution", 0, "must be >= 16 (px of the longest side"),
     ("train.max_steps_per_stage", 0, "must be >= 1"),
