@@ -244,8 +244,7 @@ class Fitter:
             if score < best:
                 best, best_state = score, copy.deepcopy(self.model.state_dict())
         self.model.load_state_dict(best_state)
-        if rs.restart == 0 and rs.starts(self.stage_index):
-            rs.ranking = [int(i) for i in np.argsort(scores, kind="stable")]
+        rs.rank_hypotheses(self.stage_index, scores)
         log.info("stage %s: hypothesis scores %s -> kept #%d", name, [round(s, 4) for s in scores],
                  which[int(np.argmin(scores))] + 1)
         return scores

@@ -98,6 +98,12 @@ class Restarts:
             return [self.ranking[self.restart % len(self.ranking)]]
         return list(range(count))
 
+    def rank_hypotheses(self, si: int, scores: list[float]) -> None:
+        """Keep stage ``si``'s hypothesis scores, best first, when it opens the window now
+        running and this is its first run (what :meth:`hypotheses_to_try` goes on from)."""
+        if self.restart == 0 and self.starts(si):
+            self.ranking = sorted(range(len(scores)), key=scores.__getitem__)
+
     def state(self) -> dict:
         return {"window": self.window, "kept": self.kept, "restart": self.restart, "branch": self.branch,
                 "best": self.best, "ranking": self.ranking}

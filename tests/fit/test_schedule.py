@@ -40,7 +40,8 @@ def test_restarts_validation(bad, match, compose_cfg):
 def test_later_restarts_of_a_hypothesis_stage_try_the_next_best_hypothesis():
     rs = Restarts([Window(1, 1, 3)])
     assert rs.hypotheses_to_try(1, 4) == [0, 1, 2, 3]  # the first run tries them all
-    rs.ranking = [2, 0, 3, 1]  # ... and ranks them
+    rs.rank_hypotheses(1, [0.2, 0.4, 0.1, 0.3])  # ... and ranks them
+    assert rs.ranking == [2, 0, 3, 1]
     assert rs.hypotheses_to_try(1, 4) == [0, 1, 2, 3]
     rs.restart = 1
     assert rs.hypotheses_to_try(1, 4) == [0]  # the second best
