@@ -3,7 +3,7 @@
     uv run python experiments/mirror_planes.py [--cache DIR] [--seed N] [--width W]
 
 The built-in creature (first seen 45° off its side; the camera orbits it by 90°) is
-preprocessed offline (DIS flow, its masks). `turning`'s rigid stage runs once from each
+preprocessed offline (DIS flow, its masks). `fast`'s rigid stage runs once from each
 of its hypotheses (the flow's trajectory and its mirror image in depth, each turned by
 0, 45, 90, 135° about the vertical: the rest shape's mirror plane x = 0 lands at that
 azimuth) through the whole stage. Printed per hypothesis: the data terms over all frames
@@ -12,7 +12,7 @@ against the true meshes (every 4th frame, `lasr.evaluate`'s alignment).
 
 Measured (README, Results): the right plane (the mirror path at 45°) has the lowest data
 terms at the stage's end on seeds 0 and 1 and the best 3D; after the hypotheses' short
-tries (40 steps) it does not always, which is why `turning` runs its 3 best short tries
+tries (40 steps) it does not always, which is why `fast` runs its 3 best short tries
 through the whole rigid stage (`restarts: 3`).
 """
 
@@ -65,7 +65,7 @@ def main() -> None:
     data = to_video_data(preprocess.load_sequence(cache / "creature"))
     V, F, _ = read_truth(clip)
     diag = float(np.linalg.norm(V[0].max(0) - V[0].min(0)))
-    overrides = ["stages=turning", "train.progress=false", f"train.seed={args.seed}", f"model.init_width={args.width}",
+    overrides = ["stages=fast", "train.progress=false", f"train.seed={args.seed}", f"model.init_width={args.width}",
                  "stages.rigid.hypotheses=1", "stages.rigid.mirror_hypotheses=false", "stages.rigid.restarts=1"]
     with initialize_config_dir(str(conf_dir()), version_base="1.3"):
         cfg = compose("config", overrides=overrides)

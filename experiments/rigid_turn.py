@@ -3,7 +3,7 @@
     uv run python experiments/rigid_turn.py [--profiles 180 360 ...] [--variants ...]
 
 The project renders a lopsided body turning about the vertical axis (27° field of view,
-exact flow; ``tests/fit/synth.py``) by each profile; ``stages=turning``'s rigid stage
+exact flow; ``tests/fit/synth.py``) by each profile; ``stages=fast``'s rigid stage
 alone fits it from the trajectory the flow shows, as the schedule has it (the flow scores
 the hypotheses only: ``flow_from: 1``), trained on the flow with plain Adam vertex steps
 (``flow_from=0``), or trained on it with Laplacian-preconditioned steps (``shape_lambda=10``).

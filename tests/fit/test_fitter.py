@@ -14,7 +14,8 @@ from lasr.fit.checkpoint import load_checkpoint
 
 from .synth import ellipsoid_scene
 
-ONE_RIGID = ("stages.rigid.trajectory=false", "stages.rigid.mirror_hypotheses=false")  # no flow trajectory: quicker
+ONE_RIGID = ("stages.rigid.trajectory=false", "stages.rigid.mirror_hypotheses=false",
+             "stages.rigid.restarts=1")  # one rigid run, no flow trajectory: quicker
 
 
 def test_synthetic_scene_is_recovered(compose_cfg, tmp_path):

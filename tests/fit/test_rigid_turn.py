@@ -1,4 +1,4 @@
-"""The rigid stage of ``stages=turning`` on a body that turns by half a revolution, rendered
+"""The rigid stage of ``stages=fast`` on a body that turns by half a revolution, rendered
 by the project itself, started from the flow's trajectory. Trained on the flow with
 per-coordinate Adam steps on the vertices (``flow_from=0``), the flow term's gradient
 crumples the shape (measured: mask IoU 0.59, flow error 7 px at 64 px, turn error 27
@@ -20,7 +20,7 @@ from .test_trajectory import _errors
 
 
 def rigid_turn_fit(angles_deg, run_dir: Path, overrides=(), size: int = 64) -> dict:
-    """``stages=turning``'s rigid stage alone on :func:`turning_scene` (27° field of view,
+    """``stages=fast``'s rigid stage alone on :func:`turning_scene` (27° field of view,
     the true focal length given as the initial one). Returns the mask IoU over all frames,
     the flow's end-point error (crop px, every frame with its neighbour), the turn error
     against the truth at every frame (degrees) and the estimated trajectory's."""
@@ -31,7 +31,7 @@ def rigid_turn_fit(angles_deg, run_dir: Path, overrides=(), size: int = 64) -> d
     torch.manual_seed(0)
     data, R_true, focal = turning_scene(angles_deg, size=size, distance=9.0)
     with initialize_config_dir(str(conf_dir()), version_base="1.3"):
-        cfg = compose("config", overrides=["stages=turning", "~stages.articulate", "~stages.refine",
+        cfg = compose("config", overrides=["stages=fast", "~stages.articulate", "~stages.refine",
                                            "train.progress=false", f"model.focal={focal / size}", *overrides])
     fitter = Fitter(cfg, data, run_dir, torch.device("cpu"))
     fitter.fit()
