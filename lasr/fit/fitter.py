@@ -216,19 +216,16 @@ class Fitter:
         if self.on_step is not None:
             self.on_step(self, rec)
 
-    def _hypotheses(self, stage, name: str, gen: torch.Generator, bar: tqdm, turning: torch.Tensor) -> list[float]:
-        """Try ``stage.hypotheses`` root rotations, each composed with the (T,3,3) root
-        trajectory ``turning`` (and, with ``mirror_hypotheses``, with its mirror image in
-        depth); keep the state with the lowest data terms over all frames in place. Restart
-        ``r`` of a window this stage opens tries only the ``r``-th best of the first's scores
-        (the short tries score close; the stage's end tells the best few apart)."""
+    def _hypotheses(self, stage, name: str, gen: torch.Generator, bar: tqdm, tried: list, which: list[int]
+                    ) -> list[float]:
+        """Try the root hypotheses ``tried[h]`` for ``h`` in ``which``: a (T,3,3) root
+        trajectory and a rotation composed with it (:meth:`_hypotheses_of`); keep the state
+        with the lowest data terms over all frames in place. Restart ``r`` of a window this
+        stage opens tries only the ``r``-th best of the first's scores (the short tries score
+        close; the stage's end tells the best few apart)."""
         start, rs = copy.deepcopy(self.model.state_dict()), self.restarts
-        rotations = hypothesis_rotations(stage.hypotheses).to(self.device)
-        paths = [turning, mirror_in_depth(turning)] if stage.mirror_hypotheses else [turning]
         steps = capped(stage.hypothesis_iters, self.cfg.train.max_steps_per_stage)
         best, best_state, scores = math.inf, None, []
-        tried = [(path, R) for path in paths for R in rotations]
-        which = rs.hypotheses_to_try(self.stage_index, len(tried))
         for h in which:
             path, R = tried[h]
             self.model.load_state_dict(start)
@@ -329,20 +326,20 @@ class Fitter:
                              change.iou_after)
             self._set_topology()
             iters = capped(stage.iters, self.cfg.train.max_steps_per_stage)
-            hyp_steps = 0
-            if stage.hypotheses > 1 and not resuming:
-                tries = rs.hypotheses_to_try(si, stage.hypotheses * (1 + stage.mirror_hypotheses))
-                hyp_steps = capped(stage.hypothesis_iters, self.cfg.train.max_steps_per_stage) * len(tries)
+            tried = self._hypotheses_of(stage) if stage.hypotheses > 1 and not resuming else []
+            which = rs.hypotheses_to_try(si, len(tried)) if tried else []
+            hyp_steps = capped(stage.hypothesis_iters, self.cfg.train.max_steps_per_stage) * len(which)
             self.logger.stage_start(self.global_step, si, stage.num_bones, self.model.faces.shape[0],
                                     result.iou_before_change, result.iou_after_change)
             desc = f"stage {si + 1}/{len(self.stages)} {name}"
             if rs.running(si):
                 desc += f" (restart {rs.restart + 1}/{rs.current.count})"
-            turning = self._start_root(stage, name, resuming, hyp_steps > 0)
+            if stage.trajectory and not tried and not resuming:
+                self._start_root(stage)
             with tqdm(total=hyp_steps + iters, initial=self.stage_step if resuming else 0,
                       desc=desc, unit="step", disable=not self.cfg.train.progress) as bar:
                 if hyp_steps:
-                    result.hypothesis_losses = self._hypotheses(stage, name, gen, bar, turning)
+                    result.hypothesis_losses = self._hypotheses(stage, name, gen, bar, tried, which)
                     bar.set_description(desc)
                 if not resuming or self.optimizer is None:
                     self._new_optimizer(stage)
@@ -365,29 +362,33 @@ class Fitter:
             if on_stage_end:
                 on_stage_end(self, result)
 
-    def _start_root(self, stage, name: str, resuming: bool, hypotheses: bool) -> torch.Tensor:
-        """The (T,3,3) root trajectory this stage starts from: the rotations the flow shows
+    def _trajectory(self, stage) -> torch.Tensor:
+        """The (T,3,3) root trajectory a stage starts from: the rotations the flow shows
         (``StageConfig.trajectory``, estimated once per fit: :mod:`.trajectory`), else the
-        identity. Without hypotheses it is applied to the root rotations here, else to
-        each hypothesis."""
+        identity."""
         T = self.data.num_frames
         if not stage.trajectory:
             return torch.eye(3, device=self.device).expand(T, 3, 3)
         if self.trajectory is None:
-            t0 = time.perf_counter()
-            focal = float(self.model.focal()[0].detach()) * max(self.data.image_size)
-            est = estimate_trajectory(self.data, focal)
+            est = estimate_trajectory(self.data, float(self.model.focal()[0].detach()) * max(self.data.image_size))
             self.trajectory = torch.as_tensor(est.rotations, dtype=torch.float32, device=self.device)
-            turn = est.turn()
-            log.info("root trajectory from the flow: %d of %d frame windows, median residual %.1f degrees, turning "
-                     "%.0f degrees at most (%.1f s)", sum(w[3] > 0 for w in est.windows), len(est.windows),
-                     est.residual_deg, turn.max(), time.perf_counter() - t0)
-            self.logger.turn("root/estimated_turn_deg", turn)
-        if not resuming and not hypotheses:
-            with torch.no_grad():
-                R, _ = self.model.root_transforms()
-                self.model.root_rot.copy_(self.model.rot_from_matrix(self.trajectory @ R))
+            log.info("root trajectory from the flow: %s", est.summary())
+            self.logger.turn("root/estimated_turn_deg", est.turn())
         return self.trajectory
+
+    def _hypotheses_of(self, stage) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """The root hypotheses ``(trajectory, rotation)``, frame t's root starting at
+        ``trajectory[t] @ rotation``: ``stage.hypotheses`` rotations with the stage's
+        trajectory and, with ``mirror_hypotheses``, with its mirror image in depth."""
+        turning = self._trajectory(stage)
+        paths = [turning, mirror_in_depth(turning)] if stage.mirror_hypotheses else [turning]
+        return [(path, R) for path in paths for R in hypothesis_rotations(stage.hypotheses).to(self.device)]
+
+    def _start_root(self, stage) -> None:
+        """A stage without hypotheses applies its trajectory to the root rotations."""
+        with torch.no_grad():
+            R = self.model.root_transforms()[0]
+            self.model.root_rot.copy_(self.model.rot_from_matrix(self._trajectory(stage) @ R))
 
     # ------------------------------------------------------------------ checkpoints
     def rng_state(self) -> dict:  # the random states the rest of the fit draws from

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import heapq
 import math
+import time
 from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
@@ -61,15 +62,24 @@ class Trajectory:
         windows: ``(first frame, last frame, points tracked, points used)`` of every window
             tried (0 used: it told nothing).
         residual_deg: the median angle between the windows' rotations and the trajectory's.
+        seconds: how long the estimate took.
     """
 
     rotations: np.ndarray
     windows: list = field(default_factory=list)
     residual_deg: float = 0.0
 
+    seconds: float = 0.0
+
     def turn(self) -> np.ndarray:
         """``(T,)`` degrees turned from frame 0 (:func:`turn_degrees`)."""
         return turn_degrees(self.rotations)
+
+    def summary(self) -> str:
+        """One line for the log: windows used, residual, largest turn, time."""
+        return (f"{sum(w[3] > 0 for w in self.windows)} of {len(self.windows)} frame windows, median residual "
+                f"{self.residual_deg:.1f} degrees, turning {self.turn().max():.0f} degrees at most "
+                f"({self.seconds:.1f} s)")
 
 
 def from_first(rotations: np.ndarray) -> np.ndarray:
@@ -397,6 +407,7 @@ def estimate_trajectory(data: VideoData, focal: Optional[float] = None, lengths:
         stride: frames between the starts of windows of one length (the last window of
             each length ends at the clip's last frame).
     """
+    t0 = time.perf_counter()
     T = data.num_frames
     H, W = data.image_size
     center = ((W - 1) / 2, (H - 1) / 2)
@@ -411,7 +422,7 @@ def estimate_trajectory(data: VideoData, focal: Optional[float] = None, lengths:
             if R is not None:
                 windows.append((a, R))
     if not windows:
-        return Trajectory(np.tile(np.eye(3), (T, 1, 1)), tried, 0.0)
+        return Trajectory(np.tile(np.eye(3), (T, 1, 1)), tried, 0.0, time.perf_counter() - t0)
 
     signs = _consistent_branches(windows)
     chosen = [(a, R if sign > 0 else _MIRROR @ R @ _MIRROR) for (a, R), sign in zip(windows, signs)]
@@ -419,4 +430,4 @@ def estimate_trajectory(data: VideoData, focal: Optional[float] = None, lengths:
     # between (about a quarter of the turn on the creature and CesiumMan), so weighting by them
     # let the long windows, the least accurate, dominate the chaining and the average
     R, residual = average_rotations(T, [(a, a + k, Rw[k], 1.0) for a, Rw in chosen for k in range(1, len(Rw))])
-    return Trajectory(from_first(R), tried, residual)
+    return Trajectory(from_first(R), tried, residual, time.perf_counter() - t0)
