@@ -271,6 +271,10 @@ def test_keypoint_transfer(clip, tmp_path):
     r2 = E.evaluate(make_pred(tmp_path / "frozen", clip, frozen), clip, keypoints=kp_path, **FAST)
     assert r2["summary"]["keypoint_pck"]["pooled"] < 0.9
     assert "keypoint PCK" in E.format_table(r2)
+    per_k = r2["keypoints"]["per_keypoint"]  # each keypoint's share, pooled back to the whole
+    assert min(per_k.values()) < r2["summary"]["keypoint_pck"]["pooled"] <= max(per_k.values())
+    worst = min(per_k, key=per_k.get)
+    assert f"keypoints transferred worst: #{worst} {per_k[worst]:.2f}" in E.format_table(r2)
 
     # a default gt/keypoints.json is picked up; keypoints=False skips it
     r3 = E.evaluate(tmp_path / "id", clip, keypoints=False, **FAST)
@@ -287,6 +291,20 @@ def test_keypoint_snapping_off_silhouette():
            1: np.array([[31.5 + 3.0, 31.5, 1], [31.5 + 18.5, 31.5, 1]])}
     res = E.keypoint_transfer(meshes, cams, kps, {0: 900.0, 1: 900.0}, (64, 64))
     assert res["snapped"] == 1 and res["tests"] == 4 and res["pck"] == 1.0
+    assert res["per_keypoint"] == {0: 1.0, 1: 1.0}
+
+
+def test_keypoint_transfer_per_keypoint():
+    """Keypoint 0 follows the surface (the centre, moved with the sphere); keypoint 1 is a
+    different body point in each frame (right of the centre, then below it), so its
+    transfers fail both ways and the per-keypoint PCK tells the two apart."""
+    V, F = uv_sphere()
+    meshes = {0: (V + [0, 0, 4.0], F), 1: (V + [0.2, 0, 4.0], F)}  # 3 px to the right in frame 1
+    K = (60.0, 60.0, 31.5, 31.5)
+    kps = {0: np.array([[31.5, 31.5, 1], [43.5, 31.5, 1]]),
+           1: np.array([[34.5, 31.5, 1], [34.5, 43.5, 1]])}
+    res = E.keypoint_transfer(meshes, {0: K, 1: K}, kps, {0: 900.0, 1: 900.0}, (64, 64))
+    assert res["per_keypoint"] == {0: 1.0, 1: 0.0} and res["pck"] == 0.5 and res["tests"] == 4
 
 
 # ----------------------------------------------------------------------------

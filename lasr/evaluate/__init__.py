@@ -360,6 +360,9 @@ def format_table(res: dict) -> str:
         line(f"keypoint PCK@{PCK_ALPHA:g} (from)", s["keypoint_pck"])
         out.append(f"  keypoint PCK pooled {s['keypoint_pck']['pooled']:.4f} over {res['keypoints']['tests']} "
                    f"transfers ({res['keypoints']['snapped']} source keypoints snapped to the silhouette)")
+        worst = sorted(res["keypoints"].get("per_keypoint", {}).items(), key=lambda kv: kv[1])[:4]
+        if worst:
+            out.append("  keypoints transferred worst: " + ", ".join(f"#{k} {v:.2f}" for k, v in worst))
     if "drift_deg" in s:
         line("root drift, degrees", s["drift_deg"], ".2f")
     if "turn_err_deg" in s:

@@ -54,14 +54,15 @@ def keypoint_transfer(meshes: dict, cams: dict, keypoints: dict, mask_areas: dic
         size: ``(width, height)`` of the masks.
     Returns:
         ``{"pck": pooled fraction, "pairs": n ordered pairs, "tests": n keypoint tests,
-        "per_frame": {i: PCK of the transfers from frame i}, "snapped": n}``.
+        "per_frame": {i: PCK of the transfers from frame i}, "per_keypoint": {k: PCK of
+        keypoint k's transfers}, "snapped": n}``.
     """
     from scipy.ndimage import distance_transform_edt
 
     frames = [f for f in sorted(meshes) if f in keypoints and f in cams]
     W, H = size
     if not frames:
-        return {"pck": None, "pairs": 0, "tests": 0, "per_frame": {}, "snapped": 0}
+        return {"pck": None, "pairs": 0, "tests": 0, "per_frame": {}, "per_keypoint": {}, "snapped": 0}
     src = {}
     snapped = 0
     for i in frames:
@@ -82,6 +83,8 @@ def keypoint_transfer(meshes: dict, cams: dict, keypoints: dict, mask_areas: dic
                 snapped += int(miss.sum())
         src[i] = (face, bary, vis)
     hits, tests, per_frame = 0, 0, {}
+    k_hits = np.zeros(max(len(k) for k in keypoints.values()), dtype=np.int64)
+    k_tests = np.zeros_like(k_hits)
     for i in frames:
         face, bary, vis_i = src[i]
         h_i = t_i = 0
@@ -103,11 +106,14 @@ def keypoint_transfer(meshes: dict, cams: dict, keypoints: dict, mask_areas: dic
                 ok[good] = (err < thr) & (z > NEAR)
             h_i += int(ok[use].sum())
             t_i += int(use.sum())
+            k_hits[: len(use)] += ok & use
+            k_tests[: len(use)] += use
         if t_i:
             per_frame[i] = h_i / t_i
         hits, tests = hits + h_i, tests + t_i
+    per_keypoint = {k: float(k_hits[k] / k_tests[k]) for k in np.flatnonzero(k_tests).tolist()}
     return {"pck": hits / tests if tests else None, "pairs": len(frames) * (len(frames) - 1), "tests": tests,
-            "per_frame": per_frame, "snapped": snapped, "alpha": alpha}
+            "per_frame": per_frame, "per_keypoint": per_keypoint, "snapped": snapped, "alpha": alpha}
 
 
 def make_keypoints(gt_dir, vertex_ids, out=None, frames=None, depth_tol: float = 1e-3) -> dict:
