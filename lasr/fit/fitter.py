@@ -334,7 +334,7 @@ class Fitter:
             desc = f"stage {si + 1}/{len(self.stages)} {name}"
             if rs.running(si):
                 desc += f" (restart {rs.restart + 1}/{rs.current.count})"
-            if stage.trajectory and not tried and not resuming:
+            if stage.trajectory and not hyp_steps and not resuming:  # no hypotheses to start from it
                 self._start_root(stage)
             with tqdm(total=hyp_steps + iters, initial=self.stage_step if resuming else 0,
                       desc=desc, unit="step", disable=not self.cfg.train.progress) as bar:
