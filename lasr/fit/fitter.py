@@ -286,7 +286,7 @@ class Fitter:
             log.info("%s: kept restart %d of %d (data terms %.5f, mask IoU %.4f)", name, kept["restart"], win.count,
                      best_score, best_iou)
             rs.kept.append(kept)
-            rs.window, rs.restart, rs.branch, rs.best, rs.ranking = rs.window + 1, 0, None, None, None
+            rs.next_window()
             self.save_checkpoint("last.pt")
         self._fit_stages(on_stage_end, len(self.stages) - 1)
         self.batch_gen = self.resumed_rng = None
@@ -380,9 +380,9 @@ class Fitter:
         """The root hypotheses ``(trajectory, rotation)``, frame t's root starting at
         ``trajectory[t] @ rotation``: ``stage.hypotheses`` rotations with the stage's
         trajectory and, with ``mirror_hypotheses``, with its mirror image in depth."""
-        turning = self._trajectory(stage)
-        paths = [turning, mirror_in_depth(turning)] if stage.mirror_hypotheses else [turning]
-        return [(path, R) for path in paths for R in hypothesis_rotations(stage.hypotheses).to(self.device)]
+        paths, rotations = [self._trajectory(stage)], hypothesis_rotations(stage.hypotheses).to(self.device)
+        paths += [mirror_in_depth(paths[0])] if stage.mirror_hypotheses else []
+        return [(path, R) for path in paths for R in rotations]
 
     def _start_root(self, stage) -> None:
         """A stage without hypotheses applies its trajectory to the root rotations."""

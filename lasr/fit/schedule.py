@@ -91,6 +91,10 @@ class Restarts:
         """Whether stage ``si`` is the first of the window now running."""
         return self.running(si) and self.current.first == si
 
+    def next_window(self) -> None:
+        """Close the window now running (its kept restart recorded) and open the next."""
+        self.window, self.restart, self.branch, self.best, self.ranking = self.window + 1, 0, None, None, None
+
     def hypotheses_to_try(self, si: int, count: int) -> list[int]:
         """Which of stage ``si``'s ``count`` root hypotheses it tries now: all, or in restart
         ``r > 0`` of the window it opens only the ``r``-th best of the first restart's."""

@@ -68,7 +68,6 @@ class Trajectory:
     rotations: np.ndarray
     windows: list = field(default_factory=list)
     residual_deg: float = 0.0
-
     seconds: float = 0.0
 
     def turn(self) -> np.ndarray:
