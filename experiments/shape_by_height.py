@@ -5,11 +5,11 @@
 Each scored frame's posed mesh is aligned to the true one as `python -m lasr.evaluate` does
 per frame (ICP with a similarity); the camera's vertical (OpenCV: y down) cuts both into
 five bands of the true surface's height in the image, 1 the top (a person's head, an
-animal's back and head) and 5 the bottom (feet). Recall: the share of true points of a band within 2 % of the
-true diagonal of the fitted surface; precision: the share of fitted points of a band within
-2 % of the true surface. The per-frame F@2% lies between them; a band far below the others
-is where the shape is wrong (e.g. legs placed at the wrong depth: the silhouettes do not see
-it).
+animal's back and head) and 5 the bottom (feet). Recall: the share of true points of a
+band within 2 % of the clip's diagonal (the evaluator's) of the fitted surface; precision:
+the share of fitted points of a band within 2 % of the true surface. The per-frame F@2%
+lies between them; a band far below the others is where the shape is wrong (e.g. legs
+placed at the wrong depth: the silhouettes do not see it).
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def band_scores(pred: np.ndarray, truth: np.ndarray, diag: float, tau: float = 0
 
 def main() -> None:
     from lasr.evaluate.align import apply_similarity, icp_similarity, sample_surface
-    from lasr.evaluate.clip import parse_frames, resolve_truth
+    from lasr.evaluate.clip import parse_frames, read_info, resolve_truth, truth_diagonal
     from lasr.io.obj import read_obj
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -54,13 +54,13 @@ def main() -> None:
     ap.add_argument("--frames", default=None, help="e.g. 0:48:4 (default: every frame with a true mesh)")
     ap.add_argument("--points", type=int, default=5000)
     a = ap.parse_args()
-    gdir = Path(resolve_truth(a.clip)[0]) / "meshes"
+    gdir = Path(resolve_truth(a.clip)[0])
     pdir = Path(a.run) / "final" / "meshes"
-    frames = parse_frames(a.frames) or sorted(int(p.stem) for p in gdir.glob("*.obj"))
-    truths = [sample_surface(*read_obj(gdir / f"{t:05d}.obj"), a.points, t) for t in frames]
+    frames = parse_frames(a.frames) or sorted(int(p.stem) for p in (gdir / "meshes").glob("*.obj"))
+    true_meshes = [read_obj(gdir / "meshes" / f"{t:05d}.obj") for t in frames]
+    truths = [sample_surface(V, F, a.points, t) for t, (V, F) in zip(frames, true_meshes)]
     preds = [sample_surface(*read_obj(pdir / f"{t:05d}.obj"), a.points, t) for t in frames]
-    every = np.concatenate(truths)
-    diag = float(np.linalg.norm(every.max(0) - every.min(0)))
+    diag = truth_diagonal(read_info(gdir), [V for V, _ in true_meshes])
     rec, prec = [], []
     for p, g in zip(preds, truths):
         T = icp_similarity([p], [g])

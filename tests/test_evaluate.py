@@ -435,3 +435,13 @@ def test_a_clip_without_3d_truth_gets_iou_keypoints_and_folds(clip, tmp_path):
     assert "no 3D truth" in E.format_table(res)
     with pytest.raises(FileNotFoundError, match="neither meshes/ nor masks"):
         E.evaluate(pred, tmp_path / "empty")
+
+
+def test_truth_diagonal_from_info_else_median_of_frames(tmp_path):
+    from lasr.evaluate.clip import read_info, truth_diagonal
+
+    boxes = [np.array([[0, 0, 0], [s, 0, 0]], float) for s in (1.0, 3.0, 2.0)]  # diagonals 1, 3, 2
+    assert read_info(tmp_path) == {}
+    assert truth_diagonal(read_info(tmp_path), boxes) == 2.0
+    (tmp_path / "info.json").write_text('{"bbox_diag": 1.75}')
+    assert truth_diagonal(read_info(tmp_path), boxes) == 1.75

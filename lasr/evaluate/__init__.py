@@ -58,7 +58,6 @@ point in every frame::
 
 from __future__ import annotations
 
-import json
 import os
 import time
 
@@ -69,7 +68,7 @@ from ..io.final import final_dir, mesh_ids, read_cameras, source_frames
 from ..io.obj import read_obj
 from ..geometry.mesh import folded_edges
 from .align import chamfer_f, icp_similarity, rotation_degrees, sample_surface, turn_from_first, umeyama
-from .clip import parse_frames, read_mask, resolve_truth
+from .clip import parse_frames, read_info, read_mask, resolve_truth, truth_diagonal
 from .keypoints import PCK_ALPHA, keypoint_transfer, make_keypoints, read_keypoints
 from .silhouette import pick_surface, silhouette
 
@@ -130,7 +129,7 @@ def _shape_scores(gdir, pmesh, used, pred_of, meshes, n_points, icp_points, iter
     """Chamfer / F-score per frame and for the clip, root drift and turn error against the
     true meshes; returns (rows, summary part, sequence transform, diag, taus)."""
     rng = np.random.default_rng(12345)
-    Pf, Gf, Pi, Gi, tPf, tGf, tPi, tGi, diags, gt_verts = [], [], [], [], [], [], [], [], [], []
+    Pf, Gf, Pi, Gi, tPf, tGf, tPi, tGi, gt_verts = [], [], [], [], [], [], [], [], []
     for i in used:
         Vg, Fg = read_obj(os.path.join(gdir, "meshes", f"{i:05d}.obj"))
         Vp, Fp = meshes[i]
@@ -143,9 +142,8 @@ def _shape_scores(gdir, pmesh, used, pred_of, meshes, n_points, icp_points, iter
         P, G, pi, gi = (x[cKDTree(x).indices] for x in (P, G, pi, gi))
         Pf.append(P), Gf.append(G), Pi.append(pi), Gi.append(gi)
         tPf.append(cKDTree(P)), tGf.append(cKDTree(G)), tPi.append(cKDTree(pi)), tGi.append(cKDTree(gi))
-        diags.append(float(np.linalg.norm(Vg.max(0) - Vg.min(0))))
         gt_verts.append(Vg)
-    diag = float(info.get("bbox_diag", np.median(diags)))
+    diag = truth_diagonal(info, gt_verts)
     taus = [0.02 * diag, 0.05 * diag]
     rows, frame_R = [], []
     for k, i in enumerate(used):
@@ -238,10 +236,7 @@ def evaluate(pred_dir, gt_dir, frames=None, *, keypoints=None, n_points: int = 2
     sel = parse_frames(frames)
     if sel is not None:
         ids = [i for i in ids if i in set(sel)]
-    info = {}
-    if os.path.exists(os.path.join(gdir, "info.json")):
-        with open(os.path.join(gdir, "info.json")) as fh:
-            info = json.load(fh)
+    info = read_info(gdir)
     warnings: list[str] = []
     pmesh = os.path.join(pdir, "meshes")
     pred_of, present, pcams = _match_prediction(pdir, ids, warnings)
