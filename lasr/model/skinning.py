@@ -346,6 +346,9 @@ def _spd_solve(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.cholesky_solve(b, chol)
 
 
+WEAK_BONE_SHARE = 1e-4  # a bone weighing less than this share of the mean bone's is not fitted on its own
+
+
 @torch.no_grad()
 def fit_bone_transforms(
     rest: torch.Tensor,
@@ -376,8 +379,13 @@ def fit_bone_transforms(
         iters: maximum Levenberg-Marquardt iterations (a frame stops once an
             accepted step lowers its cost by less than ``tol`` relative).
         init: optional ``(T, B, 4, 4)`` starting transforms (skips Kabsch).
-        min_bone_weight: bones whose total weight is below this are initialised
-            to the identity (their transform is unobservable).
+        min_bone_weight: a bone whose total weight is below this, or below
+            ``WEAK_BONE_SHARE`` of the mean bone's, is *weak*: its transform is
+            barely observable, and the least-squares fit would use it as a lever
+            (a bone weighing 1e-5 on a few vertices moved 1700 shape radii away to
+            shift them by 2 %). Weak bones are held out of the refinement and take
+            the motion of the bone they share most vertices with (the identity
+            when they share none).
         max_elems: frame-chunking bound on the ``(frames, V, B, 3)``-sized
             intermediates (memory control).
     Returns:
@@ -391,9 +399,10 @@ def fit_bone_transforms(
     nb = w.shape[1]
     eye = torch.eye(3, dtype=x.dtype, device=x.device)
 
+    mass = w.sum(0)
+    weak = (mass < min_bone_weight) | (mass < WEAK_BONE_SHARE * mass.mean())
     if init is None:
         rot, tr = weighted_kabsch(x[None, None], y[:, None], w.T[None])  # (T, B, 3, 3), (T, B, 3)
-        weak = w.sum(0) < min_bone_weight
         if weak.any():
             rot[:, weak] = eye
             tr[:, weak] = 0.0
@@ -402,6 +411,7 @@ def fit_bone_transforms(
         tr = init[..., :3, 3].detach().double().clone()
 
     chunk = max(1, int(max_elems // max(1, nv * nb * 9)))
+    held = weak.repeat_interleave(6)[None]  # (1, 6B): the weak bones' unknowns
 
     def residual(r_, t_, y_):
         return (lbs(x, w, make_transform(r_, t_)) - y_).reshape(y_.shape[0], -1)
@@ -417,6 +427,7 @@ def fit_bone_transforms(
             jtj, jtr = _lbs_normal_equations(x, w, r_c, res.reshape(tc, nv, 3))
             diag = jtj.diagonal(dim1=1, dim2=2)
             lam = mu * diag.amax(-1, keepdim=True) + 1e-30
+            lam = torch.where(held, 1e12 * diag.amax(-1, keepdim=True) + 1.0, lam)  # weak bones do not move
             step = -_spd_solve(jtj + torch.diag_embed(lam.expand_as(diag)), jtr)[..., 0]
             step = step.reshape(tc, nb, 6)
             r_new = axis_angle_to_matrix(step[..., :3]) @ r_c
@@ -437,4 +448,11 @@ def fit_bone_transforms(
             if bool(done.all()):
                 break
         rot[s : s + chunk], tr[s : s + chunk] = r_c, t_c
+    if weak.any() and not weak.all():
+        # a weak bone moves with the strong bone it shares most vertices with
+        share = (w.T @ w)[weak][:, ~weak]  # (weak, strong)
+        partner = torch.nonzero(~weak)[:, 0][share.argmax(1)]
+        moves = share.amax(1) > 0
+        idx = torch.nonzero(weak)[:, 0]
+        rot[:, idx[moves]], tr[:, idx[moves]] = rot[:, partner[moves]], tr[:, partner[moves]]
     return make_transform(rot, tr).to(out_dtype)

@@ -149,6 +149,29 @@ def test_refit_recovers_lbs_transforms(shape):
     assert (g_k - g).abs().max() > 1e-3
 
 
+def test_refit_holds_a_weak_bone_still(shape):
+    """A bone weighing almost nothing (its centre left the surface) is no lever: fitted on
+    its own, Levenberg-Marquardt moved such a bone ~1700 shape radii to nudge its few
+    vertices (the camel's refine stage). It moves with the bone it shares vertices with."""
+    v, _ = shape
+    bones = GaussianBones.from_kmeans(v, 10)
+    w = bones(v).detach()
+    # an 11th bone far off the surface: a few vertices carry ~1e-6 of its weight each
+    far = torch.zeros(len(v), 1, dtype=v.dtype)
+    tip = v[:, 0].argsort(descending=True)[:5]
+    far[tip, 0] = 1e-6
+    w = torch.cat([w * (1 - far), far], 1)
+    r, t = _random_motion(4, 11, seed=3, max_angle=0.5, max_trans=0.1)
+    target = lbs(v, w, transforms_about_pivots(r, t, torch.cat([bones.centers.detach(), v[tip].mean(0, keepdim=True)])))
+    noise = 0.01 * torch.randn(target.shape, generator=torch.Generator().manual_seed(0), dtype=v.dtype)
+    g = fit_bone_transforms(v, w, target + noise)
+    assert g[..., :3, 3].norm(dim=-1).max() < 3.0  # the shape is 1.5 across; unbounded before
+    strong = w[tip, :10].sum(0).argmax()
+    assert torch.allclose(g[:, 10], g[:, strong])
+    # it changes nothing the strong bones fit: the residual is the noise's
+    assert (lbs(v, w, g) - target - noise).square().sum(-1).mean().sqrt() < 0.02
+
+
 def test_gradcheck_weights_and_lbs():
     v, _ = icosphere(0, dtype=torch.float64)
     g = torch.Generator().manual_seed(0)
