@@ -384,8 +384,8 @@ def fit_bone_transforms(
             barely observable, and the least-squares fit would use it as a lever
             (a bone weighing 1e-5 on a few vertices moved 1700 shape radii away to
             shift them by 2 %). Weak bones are held out of the refinement and take
-            the motion of the bone they share most vertices with (the identity
-            when they share none).
+            the motion of the bone they share most vertices with (when they
+            share none: the identity, or ``init``'s transform).
         max_elems: frame-chunking bound on the ``(frames, V, B, 3)``-sized
             intermediates (memory control).
     Returns:
