@@ -138,7 +138,7 @@ def test_restarts_until_a_stage_keep_the_best_there_and_go_on_once(compose_cfg, 
     orig = fitter_module.change_structure
 
     def change(model, stage, *a):  # the refine stage starts from the state it is handed
-        if stage.num_bones == 48:
+        if stage.num_bones == cfg.stages.refine.num_bones:
             refine_start.append({k: v.clone() for k, v in model.state_dict().items()})
         return orig(model, stage, *a)
 
