@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 # BADJA's SMAL joint order: the legs' joints, left with right (shoulder or hip, knee, foot)
 LEGS = {8: 12, 9: 13, 10: 14, 18: 22, 19: 23, 20: 24}
-PAIRS = {**LEGS, **{b: a for a, b in LEGS.items()}}
+PARTNERS = {**LEGS, **{b: a for a, b in LEGS.items()}}
 
 
 def main(argv=None) -> int:
@@ -30,7 +30,7 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     from lasr.evaluate import evaluate
 
-    res = evaluate(a.run, a.clip, do_iou=False, pairs=PAIRS)
+    res = evaluate(a.run, a.clip, do_iou=False, partners=PARTNERS)
     kp = res["keypoints"]
     if kp is None:
         print(f"{a.clip} has no keypoints"); return 1

@@ -318,11 +318,11 @@ def test_keypoint_transfer_counts_transfers_that_land_on_the_partner():
     c = 31.5
     kps = {0: np.array([[c - 10, c, 1], [c + 10, c, 1], [c, c - 10, 1]]),
            1: np.array([[c + 10, c, 1], [c - 10, c, 1], [c, c + 10, 1]])}
-    res = E.keypoint_transfer(meshes, {0: K, 1: K}, kps, {0: 900.0, 1: 900.0}, (64, 64), pairs={0: 1, 1: 0, 2: 0})
+    res = E.keypoint_transfer(meshes, {0: K, 1: K}, kps, {0: 900.0, 1: 900.0}, (64, 64), partners={0: 1, 1: 0, 2: 0})
     assert res["pck"] == 0.0 and res["tests"] == 6
     assert res["per_keypoint_swapped"] == {0: 1.0, 1: 1.0, 2: 0.0}
     kps[1][:2] = kps[0][:2]  # labelled as in frame 0: every transfer of 0 and 1 hits
-    res = E.keypoint_transfer(meshes, {0: K, 1: K}, kps, {0: 900.0, 1: 900.0}, (64, 64), pairs={0: 1, 1: 0})
+    res = E.keypoint_transfer(meshes, {0: K, 1: K}, kps, {0: 900.0, 1: 900.0}, (64, 64), partners={0: 1, 1: 0})
     assert res["per_keypoint"][0] == 1.0 and res["per_keypoint_swapped"] == {0: 0.0, 1: 0.0}
     assert "per_keypoint_swapped" not in E.keypoint_transfer(meshes, {0: K, 1: K}, kps, {0: 900.0, 1: 900.0}, (64, 64))
 

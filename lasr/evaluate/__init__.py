@@ -210,7 +210,7 @@ def _mask_intrinsics(used, mdir, gcams, pcams, warnings):
 
 
 def evaluate(pred_dir, gt_dir, frames=None, *, keypoints=None, n_points: int = 20000, icp_points: int = 5000,
-             iters: int = 40, do_iou: bool = True, verbose: bool = False, pairs: dict | None = None) -> dict:
+             iters: int = 40, do_iou: bool = True, verbose: bool = False, partners: dict | None = None) -> dict:
     """Score a prediction against a clip; returns the result dict.
 
     A clip with true meshes (``gt/meshes``) gets every figure; a real clip with masks
@@ -221,7 +221,7 @@ def evaluate(pred_dir, gt_dir, frames=None, *, keypoints=None, n_points: int = 2
         gt_dir: the clip folder (with ``gt/`` and ``masks/``) or its ``gt/``.
         frames: GT frame numbers to evaluate (list, ``"0:48:4"``, or None for all).
         keypoints: a keypoints.json path (default ``gt/keypoints.json`` when present; ``False`` to skip).
-        pairs: ``{keypoint: its partner on the other side of the body}`` for the transfer's
+        partners: ``{keypoint: its partner on the other side of the body}`` for the transfer's
             ``per_keypoint_swapped`` (see :func:`keypoint_transfer`).
     Returns:
         ``summary`` (with 3D truth: per_frame / sequence ``chamfer_pct``, ``f2``, ``f5``,
@@ -313,7 +313,7 @@ def evaluate(pred_dir, gt_dir, frames=None, *, keypoints=None, n_points: int = 2
                 warnings.append(f"keypoint transfer on {len(use)} of {len(used)} frames (keypoints or masks missing)")
             kp_res = keypoint_transfer({i: meshes[i] for i in use}, {i: Ks[i] for i in use},
                                        {i: kps[i] for i in use}, {i: float(masks[i].sum()) for i in use}, size,
-                                       pairs=pairs)
+                                       partners=partners)
             for row in rows:
                 if row["frame"] in kp_res["per_frame"]:
                     row["pck"] = kp_res["per_frame"][row["frame"]]

@@ -33,7 +33,7 @@ def read_keypoints(path) -> dict[int, np.ndarray]:
 
 
 def keypoint_transfer(meshes: dict, cams: dict, keypoints: dict, mask_areas: dict, size: tuple[int, int],
-                      alpha: float = PCK_ALPHA, pairs: dict[int, int] | None = None) -> dict:
+                      alpha: float = PCK_ALPHA, partners: dict[int, int] | None = None) -> dict:
     """BADJA-style keypoint transfer through the predicted meshes.
 
     For every ordered pair of frames ``(i, j)``, ``i != j``, and every keypoint
@@ -52,14 +52,14 @@ def keypoint_transfer(meshes: dict, cams: dict, keypoints: dict, mask_areas: dic
         keypoints: ``{frame: (K, 3)}`` GT keypoints ``u, v, visible``.
         mask_areas: ``{frame: GT mask area in pixels}``.
         size: ``(width, height)`` of the masks.
-        pairs: optional ``{k: the keypoint on the other side of the body}`` (a left foot and
+        partners: optional ``{k: the keypoint on the other side of the body}`` (a left foot and
             the right one): a miss of ``k`` within the threshold of its partner's true
             position in frame ``j`` is counted in ``per_keypoint_swapped`` (the fit carried
             the point to the other leg).
     Returns:
         ``{"pck": pooled fraction, "pairs": n ordered pairs, "tests": n keypoint tests,
         "per_frame": {i: PCK of the transfers from frame i}, "per_keypoint": {k: PCK of
-        keypoint k's transfers}, "snapped": n}``, and with ``pairs`` ``"per_keypoint_swapped":
+        keypoint k's transfers}, "snapped": n}``, and with ``partners`` ``"per_keypoint_swapped":
         {k: share of k's transfers that landed on its partner instead}``.
     """
     from scipy.ndimage import distance_transform_edt
@@ -91,7 +91,7 @@ def keypoint_transfer(meshes: dict, cams: dict, keypoints: dict, mask_areas: dic
     k_hits = np.zeros(max(len(k) for k in keypoints.values()), dtype=np.int64)
     k_tests = np.zeros_like(k_hits)
     k_swaps = np.zeros_like(k_hits)
-    pairs = pairs or {}
+    partners = partners or {}
     for i in frames:
         face, bary, vis_i = src[i]
         h_i = t_i = 0
@@ -112,7 +112,7 @@ def keypoint_transfer(meshes: dict, cams: dict, keypoints: dict, mask_areas: dic
                 err = np.linalg.norm(uv - kp_j[good, :2], axis=1)
                 ok[good] = (err < thr) & (z > NEAR)
                 for n, k in enumerate(np.flatnonzero(good)):
-                    o = pairs.get(int(k))
+                    o = partners.get(int(k))
                     if (o is not None and not ok[k] and o < len(kp_j) and kp_j[o, 2] > 0
                             and np.linalg.norm(uv[n] - kp_j[o, :2]) < thr and z[n] > NEAR):
                         k_swaps[k] += 1
@@ -126,9 +126,9 @@ def keypoint_transfer(meshes: dict, cams: dict, keypoints: dict, mask_areas: dic
     per_keypoint = {k: float(k_hits[k] / k_tests[k]) for k in np.flatnonzero(k_tests).tolist()}
     out = {"pck": hits / tests if tests else None, "pairs": len(frames) * (len(frames) - 1), "tests": tests,
            "per_frame": per_frame, "per_keypoint": per_keypoint, "snapped": snapped, "alpha": alpha}
-    if pairs:
+    if partners:
         out["per_keypoint_swapped"] = {k: float(k_swaps[k] / k_tests[k]) for k in np.flatnonzero(k_tests).tolist()
-                                       if k in pairs}
+                                       if k in partners}
     return out
 
 
