@@ -39,7 +39,7 @@ def main(argv=None) -> int:
     for k, p in sorted(kp["per_keypoint"].items()):
         side = f"   on the other leg's keypoint {swapped[k]:.2f}" if k in swapped else ""
         print(f"  #{k:2d}  PCK {p:.2f}{side}")
-    legs = [k for k in swapped]
+    legs = list(swapped)
     if legs:
         print(f"legs: PCK {sum(kp['per_keypoint'][k] for k in legs) / len(legs):.2f}, "
               f"on the other leg {sum(swapped.values()) / len(legs):.2f} (unweighted means over {len(legs)} keypoints)")

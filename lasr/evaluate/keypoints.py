@@ -111,7 +111,7 @@ def keypoint_transfer(meshes: dict, cams: dict, keypoints: dict, mask_areas: dic
                 uv, z = project(X, cams[j])
                 err = np.linalg.norm(uv - kp_j[good, :2], axis=1)
                 ok[good] = (err < thr) & (z > NEAR)
-                for n, k in enumerate(np.flatnonzero(good)):
+                for n, k in enumerate(np.flatnonzero(good) if partners else ()):  # only when asked for
                     o = partners.get(int(k))
                     if (o is not None and not ok[k] and o < len(kp_j) and kp_j[o, 2] > 0
                             and np.linalg.norm(uv[n] - kp_j[o, :2]) < thr and z[n] > NEAR):
