@@ -21,7 +21,7 @@ from torch import Tensor
 from .. import losses as L
 from ..data import Crops, crop_intrinsics, full_intrinsics
 from ..geometry.mesh import laplacian_smoothing, normal_consistency
-from ..geometry.symmetry import symmetry_loss
+from ..geometry.symmetry import bone_symmetry_loss, symmetry_loss
 from ..model.articulated import ArticulatedModel
 from ..render import PerspectiveCamera, RasterSettings, RenderOutput, render
 
@@ -142,8 +142,10 @@ def _posed_normal(b: Batch) -> Tensor:
 
 
 @term("symmetry", when=lambda b: bool(b.stage.symmetric) and b.mirror is not None)
-def _symmetry(b: Batch) -> Tensor:
-    return symmetry_loss(b.model.rest_verts, b.mirror)
+def _symmetry(b: Batch) -> Tensor:  # the rest shape, and the bones placed in mirrored pairs
+    bones = b.model.bones
+    return (symmetry_loss(b.model.rest_verts, b.mirror)
+            + bone_symmetry_loss(bones.centers, bones.rotations(), bones.log_precisions, b.model.bone_mirror))
 
 
 @term("deformation", when=_articulated)

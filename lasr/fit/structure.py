@@ -7,7 +7,8 @@ shape to about that many well-shaped triangles on the same surface
 triangles get as many as their area needs, thin parts survive); a mirror-symmetric rest
 shape stays exactly symmetric, with its mirror map carried along. Colours and every
 frame's deformed positions are carried to the new vertices. New bones are placed by
-k-means and fitted (centres, orientations, precisions and motion) to the old deformation.
+k-means (with ``mirrored_bones``, in mirrored pairs about the mirror plane) and fitted
+(centres, orientations, precisions and motion) to the old deformation.
 """
 
 from __future__ import annotations
@@ -75,7 +76,7 @@ def change_structure(model: ArticulatedModel, stage, distill_steps: int, frame_i
         target = carried[:, 3:].reshape(V.shape[0], T, 3).permute(1, 0, 2).contiguous().to(device)
         model.set_rest_shape(V.to(device), F.to(device), carried[:, :3].to(device))
     if bones_needed:
-        model.set_num_bones(stage.num_bones)
+        model.set_num_bones(stage.num_bones, mirrored=mirror is not None and stage.symmetric and stage.mirrored_bones)
     if model.num_bones > 1:
         # new bones: fit them and their motion to the old deformation; the same bones on
         # a new mesh: re-solve the motion only

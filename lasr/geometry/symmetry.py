@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-__all__ = ["mirror_index", "symmetrize", "reflect", "symmetry_loss"]
+__all__ = ["mirror_index", "symmetrize", "reflect", "symmetry_loss", "bone_symmetry_loss"]
 
 
 def reflect(verts: torch.Tensor, axis: int = 0) -> torch.Tensor:
@@ -53,3 +53,29 @@ def symmetrize(verts: torch.Tensor, mirror_idx: torch.Tensor, axis: int = 0) -> 
 def symmetry_loss(verts: torch.Tensor, mirror_idx: torch.Tensor, axis: int = 0) -> torch.Tensor:
     """Mean squared distance between ``x`` and its mirrored counterpart (scalar)."""
     return ((verts - reflect(verts[..., mirror_idx, :], axis)) ** 2).sum(-1).mean()
+
+
+def bone_symmetry_loss(centers: torch.Tensor, rotations: torch.Tensor, log_precisions: torch.Tensor,
+                       bone_mirror: torch.Tensor, axis: int = 0) -> torch.Tensor:
+    """How far Gaussian bones are from mirrored pairs (scalar; 0 when mirrored exactly).
+
+    Bone ``b``'s mirror image about the plane ``x[axis] = 0`` has centre ``S c_b``,
+    orientation ``S R_b S`` and the same precisions (``S`` negates coordinate ``axis``).
+    Sums, over the bones with a partner ``m = bone_mirror[b] >= 0``, the mean squared
+    distances ``|c_b - S c_m|^2 + |R_b - S R_m S|_F^2 + |l_b - l_m|^2``.
+
+    Args:
+        centers: ``(B, 3)``; rotations: ``(B, 3, 3)``; log_precisions: ``(B, 3)``.
+        bone_mirror: ``(B,)`` long, each bone's partner (itself for a bone on the
+            plane), ``-1`` for a bone without one.
+    """
+    i = (bone_mirror >= 0).nonzero()[:, 0]
+    if i.numel() == 0:
+        return centers.new_zeros(())
+    j = bone_mirror[i]
+    sign = torch.ones(3, dtype=centers.dtype, device=centers.device)
+    sign[axis] = -1.0
+    flipped = rotations[j] * sign[:, None] * sign[None, :]  # S R S
+    return ((centers[i] - reflect(centers[j], axis)).square().sum(-1).mean()
+            + (rotations[i] - flipped).square().sum((-1, -2)).mean()
+            + (log_precisions[i] - log_precisions[j]).square().sum(-1).mean())

@@ -239,10 +239,12 @@ class ArticulatedModel(nn.Module):
 
     # ------------------------------------------------------------ stage changes
     @torch.no_grad()
-    def set_num_bones(self, num_bones: int, seed: int | None = None) -> None:
+    def set_num_bones(self, num_bones: int, seed: int | None = None, mirrored: bool = False) -> None:
         """Re-initialise ``num_bones`` bones by k-means on the current rest vertices,
         weighted by their area (so bones cover the surface evenly, also limbs made of a
         few stretched triangles), and reset all per-frame bone motion to the identity.
+        ``mirrored``: the rest shape is symmetric about its x = 0 plane and the bones are
+        placed in mirrored pairs about it (:func:`init_bones_from_kmeans`).
 
         Use :meth:`refit_bone_transforms` afterwards to restore a previous
         deformation.  Replaces parameters: rebuild the optimizer.
@@ -252,11 +254,21 @@ class ArticulatedModel(nn.Module):
         rest = self.rest_verts.detach()
         area = vertex_areas(rest, self.faces)  # bones spread over the surface, not the vertices
         area = area.clamp_min(1e-6 * float(area.mean().clamp_min(1e-30)))
-        c, q, lp = init_bones_from_kmeans(rest, num_bones, self.temperature, seed=seed, weights=area)
+        c, q, lp = init_bones_from_kmeans(rest, num_bones, self.temperature, seed=seed, weights=area,
+                                          mirror_axis=0 if mirrored else None)
         self.bones = GaussianBones(c, q, lp, self.temperature)
         self.register_buffer("bone_pivots", c.detach().clone())
+        pairs = num_bones // 2 if mirrored else 0  # init_bones_from_kmeans' order: pairs, their mirrors, the plane's
+        partner = torch.cat([torch.arange(pairs, 2 * pairs), torch.arange(pairs), torch.arange(2 * pairs, num_bones)])
+        self.register_buffer("bone_mirror", partner.to(device) if mirrored else torch.full_like(partner, -1).to(device))
         self.bone_rot = nn.Parameter(_identity_rot_params((self.num_frames, num_bones), self.rot_param, dtype, device))
         self.bone_trans = nn.Parameter(torch.zeros(self.num_frames, num_bones, 3, dtype=dtype, device=device))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        key = prefix + "bone_mirror"  # states saved before bones could be mirrored: none is
+        if key not in state_dict and prefix + "bone_pivots" in state_dict:
+            state_dict[key] = torch.full((state_dict[prefix + "bone_pivots"].shape[0],), -1, dtype=torch.long)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     @torch.no_grad()
     def refit_bone_transforms(

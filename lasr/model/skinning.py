@@ -106,6 +106,7 @@ def init_bones_from_kmeans(
     iters: int = 50,
     min_std_ratio: float = 0.3,
     weights: torch.Tensor | None = None,
+    mirror_axis: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Initial Gaussian bones from a k-means clustering of the rest vertices.
 
@@ -119,15 +120,51 @@ def init_bones_from_kmeans(
       Each ``sigma_bk`` is floored at ``min_std_ratio`` times the cluster's
       largest one (flat clusters would otherwise get huge precisions).
 
+    With ``mirror_axis`` (a shape symmetric about the plane ``x[axis] = 0``) the bones
+    come in mirrored pairs: k-means runs on the shape folded onto one side of the plane
+    (``|x[axis]|``), and each cluster gives a bone and its mirror image, so a left and a
+    right limb near the plane get a bone each instead of sharing one that moves both.
+    With ``B`` odd the cluster nearest the plane gives one bone on the plane instead.
+
     Args:
         rest_verts: ``(V, 3)``; num_bones: ``B >= 1`` (``<=`` #distinct vertices).
         weights: optional ``(V,)`` positive vertex weights.
+        mirror_axis: place the bones in mirrored pairs about this coordinate plane.
     Returns:
         ``centers (B, 3)``, ``quaternions (B, 4)``, ``log_precisions (B, 3)``,
         all with the dtype/device of ``rest_verts``, detached.
     """
     x = rest_verts.detach()
+    if mirror_axis is not None:
+        return _mirrored_bones(x, num_bones, temperature, seed, iters, min_std_ratio, weights, mirror_axis)
     centers, labels = kmeans(x, num_bones, iters=iters, seed=seed, weights=weights)
+    return _bones_of_clusters(x, centers, labels, temperature, min_std_ratio, weights)
+
+
+def _mirrored_bones(x, num_bones, temperature, seed, iters, min_std_ratio, weights, axis):
+    """:func:`init_bones_from_kmeans` in mirrored pairs about the plane ``x[axis] = 0``."""
+    folded = x.clone()
+    folded[:, axis] = folded[:, axis].abs()
+    pairs, odd = divmod(num_bones, 2)
+    centers, labels = kmeans(folded, pairs + odd, iters=iters, seed=seed, weights=weights)
+    c, q, lp = _bones_of_clusters(folded, centers, labels, temperature, min_std_ratio, weights)
+    order = torch.argsort(c[:, axis], descending=True)  # with B odd the last is the one nearest the plane
+    c, q, lp = c[order], q[order], lp[order]
+    mirrored = c[:pairs].clone()
+    mirrored[:, axis] = -mirrored[:, axis]
+    if odd:  # one bone on the plane, as wide across it as its cluster is on both sides
+        on = labels == order[-1]
+        w = torch.ones(x.shape[0], dtype=x.dtype, device=x.device) if weights is None else weights.to(x.dtype)
+        var = (w[on] * x[on, axis] ** 2).sum() / w[on].sum()
+        c[-1, axis] = 0.0
+        lp[-1, axis] = torch.minimum(lp[-1, axis], -torch.log(2.0 * temperature * var.clamp_min(1e-12)))
+    return (torch.cat([c[:pairs], mirrored, c[pairs:]]), torch.cat([q[:pairs], q[:pairs], q[pairs:]]),
+            torch.cat([lp[:pairs], lp[:pairs], lp[pairs:]]))
+
+
+def _bones_of_clusters(x, centers, labels, temperature, min_std_ratio, weights):
+    """Gaussian bones (centres, identity orientations, log-precisions) of k-means clusters."""
+    num_bones = centers.shape[0]
     w = torch.ones(x.shape[0], dtype=x.dtype, device=x.device) if weights is None else weights.to(x.dtype)
     counts = torch.zeros(num_bones, dtype=x.dtype, device=x.device).index_add_(0, labels, w)
     counts = torch.where(counts > 0, counts, 1)

@@ -3,7 +3,7 @@ import torch
 
 from lasr.geometry.kmeans import kmeans
 from lasr.geometry.mesh import icosphere
-from lasr.geometry.symmetry import mirror_index, reflect, symmetrize, symmetry_loss
+from lasr.geometry.symmetry import bone_symmetry_loss, mirror_index, reflect, symmetrize, symmetry_loss
 
 
 def _clusters(seed=0, per=60, dim=3):
@@ -114,3 +114,36 @@ def test_symmetrize():
     # batched
     sb = symmetrize(torch.stack([noisy, noisy]), m)
     assert torch.allclose(sb[1], s)
+
+
+def _mirrored_bone_set():
+    """Two bones mirrored about x = 0, one on the plane turned about x, one without a partner."""
+    from lasr.geometry.rotations import axis_angle_to_matrix
+    g = torch.Generator().manual_seed(0)
+    c = torch.tensor([[0.4, 0.2, -0.3], [-0.4, 0.2, -0.3], [0.0, -0.5, 0.1], [0.3, 0.3, 0.3]], dtype=torch.float64)
+    aa = torch.tensor([[0.3, -0.5, 0.2], [0.3, 0.5, -0.2], [0.7, 0.0, 0.0], [0.1, 0.2, 0.3]], dtype=torch.float64)
+    lp = torch.randn(4, 3, generator=g, dtype=torch.float64)
+    lp[1] = lp[0]
+    return c, axis_angle_to_matrix(aa), lp, torch.tensor([1, 0, 2, -1])
+
+
+def test_bone_symmetry_loss_value():
+    c, R, lp, mirror = _mirrored_bone_set()
+    # the mirror image of a turn about (a, b, c) is the turn about (a, -b, -c): exact pairs cost nothing
+    assert bone_symmetry_loss(c, R, lp, mirror) < 1e-24
+    moved = c.clone()
+    moved[0, 0] += 0.1  # one partner 0.1 off: |dc|^2 = 0.01 for both bones of the pair
+    lp2 = lp.clone()
+    lp2[2, 1] += 0.3  # the plane bone is its own partner: l - l = 0 whatever it is
+    assert torch.allclose(bone_symmetry_loss(moved, R, lp2, mirror), torch.tensor(2 * 0.01 / 3, dtype=torch.float64))
+    c3 = c.clone()
+    c3[2, 0] = 0.2  # the plane bone off the plane by 0.2: |c - Sc|^2 = 0.16
+    assert torch.allclose(bone_symmetry_loss(c3, R, lp, mirror), torch.tensor(0.16 / 3, dtype=torch.float64))
+    assert bone_symmetry_loss(c, R, lp, torch.full((4,), -1)) == 0  # no pairs: no term
+
+
+def test_bone_symmetry_loss_gradcheck():
+    c, R, lp, mirror = _mirrored_bone_set()
+    g = torch.Generator().manual_seed(1)
+    args = [(x + 0.1 * torch.randn(x.shape, generator=g, dtype=torch.float64)).requires_grad_() for x in (c, R, lp)]
+    assert torch.autograd.gradcheck(lambda a, b, d: bone_symmetry_loss(a, b, d, mirror), args)

@@ -196,3 +196,24 @@ def test_bad_arguments(sphere):
         ArticulatedModel(v, f, 2, 2, rot_param="euler")
     with pytest.raises(ValueError):
         ArticulatedModel(v[None], f, 2, 2)
+
+
+@pytest.mark.parametrize("num_bones", [6, 7])
+def test_mirrored_bones_are_paired_and_states_without_pairs_still_load(sphere, num_bones):
+    from lasr.geometry.symmetry import bone_symmetry_loss, mirror_index
+    v, f = sphere
+    m = ArticulatedModel(v, f, num_frames=3, num_bones=4)
+    assert (m.bone_mirror == -1).all()  # plain k-means bones have no partners
+    m.set_num_bones(num_bones, mirrored=True)
+    partner = m.bone_mirror
+    assert torch.equal(partner[partner], torch.arange(num_bones))  # an involution
+    b = m.bones
+    assert bone_symmetry_loss(b.centers, b.rotations(), b.log_precisions, partner) < 1e-12
+    # skinning weights of mirrored vertices are each other's with the pairs swapped
+    mv = mirror_index(v)
+    w = m.skinning_weights(v)
+    assert torch.allclose(w[mv][:, partner], w, atol=1e-5)
+    # a state saved before bones could be mirrored loads as bones without partners
+    state = {k: t for k, t in m.state_dict().items() if k != "bone_mirror"}
+    m.load_state_dict(state)
+    assert (m.bone_mirror == -1).all()

@@ -224,3 +224,41 @@ def test_closed_form_normal_equations_match_dense_jacobian():
     moved = lbs(x, w, make_transform(axis_angle_to_matrix(step[..., :3]) @ rot, t + step[..., 3:]))
     lin = (jac @ step.reshape(nt, -1, 1)).reshape(nt, nv, 3)
     assert torch.allclose(moved - base, lin, atol=1e-11)
+
+
+def _two_legs_under_a_body():
+    """Points of a body (an ellipsoid) and two legs hanging close to its mirror plane x = 0."""
+    g = torch.Generator().manual_seed(0)
+    body = torch.randn(2000, 3, generator=g, dtype=torch.float64)
+    body = body / body.norm(dim=-1, keepdim=True) * torch.tensor([0.4, 0.3, 1.0], dtype=torch.float64)
+    t = torch.rand(300, generator=g, dtype=torch.float64)
+    a = torch.rand(300, generator=g, dtype=torch.float64) * 2 * math.pi
+    leg = torch.stack([0.12 + 0.05 * a.cos(), -0.3 - 0.8 * t, 0.05 * a.sin()], -1)  # x in [0.07, 0.17]
+    return torch.cat([body, leg, leg * torch.tensor([-1.0, 1, 1], dtype=torch.float64)])
+
+
+@pytest.mark.parametrize("num_bones", [8, 9])
+def test_mirrored_bones_come_in_pairs_with_mirrored_weights(num_bones):
+    x = _two_legs_under_a_body()
+    c, q, lp = init_bones_from_kmeans(x, num_bones, mirror_axis=0)
+    pairs = num_bones // 2
+    flip = torch.tensor([-1.0, 1, 1], dtype=torch.float64)
+    assert torch.equal(c[pairs:2 * pairs], c[:pairs] * flip) and (c[:pairs, 0] > 0).all()
+    assert torch.equal(lp[pairs:2 * pairs], lp[:pairs]) and torch.equal(q[pairs:2 * pairs], q[:pairs])
+    if num_bones % 2:
+        assert c[-1, 0] == 0  # the odd one out stands on the plane
+    # the weights of a point's mirror image are the point's weights with each pair swapped
+    swap = torch.cat([torch.arange(pairs, 2 * pairs), torch.arange(pairs), torch.arange(2 * pairs, num_bones)])
+    w = GaussianBones(c, q, lp)(x)
+    assert torch.allclose(GaussianBones(c, q, lp)(x * flip), w[:, swap])
+
+
+def test_mirrored_bones_give_each_leg_near_the_plane_its_own_bones():
+    x = _two_legs_under_a_body()
+    left, right = x[2000:2300], x[2300:]
+    def shared(c, q, lp):  # share of leg points whose bone also dominates points of the other leg
+        bl, br = GaussianBones(c, q, lp)(left).argmax(-1), GaussianBones(c, q, lp)(right).argmax(-1)
+        both = set(bl.tolist()) & set(br.tolist())
+        return sum(int((b == k).sum()) for b in (bl, br) for k in both) / 600
+    assert shared(*init_bones_from_kmeans(x, 8, mirror_axis=0)) == 0
+    assert shared(*init_bones_from_kmeans(x, 8)) > 0.5  # plain k-means: one bone across both legs
