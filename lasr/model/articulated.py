@@ -63,6 +63,13 @@ __all__ = ["ArticulatedModel", "PARAM_GROUPS", "PER_FRAME"]
 _ROT_DIMS = {"6d": 6, "axis_angle": 3}
 
 
+def _bones_without_partners(module, state_dict, prefix, *args) -> None:
+    """A state saved before bones could be mirrored loads as bones without partners."""
+    key = prefix + "bone_mirror"
+    if key not in state_dict and prefix + "bone_pivots" in state_dict:
+        state_dict[key] = torch.full((state_dict[prefix + "bone_pivots"].shape[0],), -1, dtype=torch.long)
+
+
 def _identity_rot_params(shape: Sequence[int], rot_param: str, dtype, device) -> torch.Tensor:
     p = torch.zeros(*shape, _ROT_DIMS[rot_param], dtype=dtype, device=device)
     if rot_param == "6d":
@@ -138,6 +145,7 @@ class ArticulatedModel(nn.Module):
         self.log_focal = nn.Parameter(torch.full((nfoc,), float(focal), dtype=dtype, device=device).log())
 
         self.set_num_bones(num_bones, seed=seed)
+        self.register_load_state_dict_pre_hook(_bones_without_partners)
 
     # ------------------------------------------------------------------ sizes
     @property
@@ -263,12 +271,6 @@ class ArticulatedModel(nn.Module):
         self.register_buffer("bone_mirror", partner.to(device) if mirrored else torch.full_like(partner, -1).to(device))
         self.bone_rot = nn.Parameter(_identity_rot_params((self.num_frames, num_bones), self.rot_param, dtype, device))
         self.bone_trans = nn.Parameter(torch.zeros(self.num_frames, num_bones, 3, dtype=dtype, device=device))
-
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        key = prefix + "bone_mirror"  # states saved before bones could be mirrored: none is
-        if key not in state_dict and prefix + "bone_pivots" in state_dict:
-            state_dict[key] = torch.full((state_dict[prefix + "bone_pivots"].shape[0],), -1, dtype=torch.long)
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     @torch.no_grad()
     def refit_bone_transforms(
