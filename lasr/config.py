@@ -201,7 +201,7 @@ class StageConfig:
     # hypotheses run; 1: never); it scores hypotheses and restarts all the same
     flow_from: float = 0.0
     symmetric: bool = False  # use the symmetry loss (mirror about the rest shape's x = 0)
-    mirrored_bones: bool = False  # with symmetric: new bones placed in mirrored pairs about that plane
+    mirrored_bones: bool = False  # with symmetric: new bones placed in mirrored pairs about that plane, kept so by the symmetry term
     train: List[str] = field(default_factory=lambda: list(PARAM_GROUPS))  # parameter groups it trains: shape, color, root, bones, motion, focal
     lr: float = 0.01  # Adam learning rate (x model.lr_scale of each group)
     shape_lambda: float = 0.0  # > 0: Laplacian-preconditioned shape steps, u = (I + λL) x (Nicolet et al. 2021); 0: Adam

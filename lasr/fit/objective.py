@@ -142,10 +142,12 @@ def _posed_normal(b: Batch) -> Tensor:
 
 
 @term("symmetry", when=lambda b: bool(b.stage.symmetric) and b.mirror is not None)
-def _symmetry(b: Batch) -> Tensor:  # the rest shape, and the bones placed in mirrored pairs
+def _symmetry(b: Batch) -> Tensor:  # the rest shape, and in a stage with mirrored_bones the bones' pairs
+    loss = symmetry_loss(b.model.rest_verts, b.mirror)
+    if not b.stage.mirrored_bones:
+        return loss
     bones = b.model.bones
-    return (symmetry_loss(b.model.rest_verts, b.mirror)
-            + bone_symmetry_loss(bones.centers, bones.rotations(), bones.log_precisions, b.model.bone_mirror))
+    return loss + bone_symmetry_loss(bones.centers, bones.rotations(), bones.log_precisions, b.model.bone_mirror)
 
 
 @term("deformation", when=_articulated)

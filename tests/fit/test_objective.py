@@ -133,3 +133,24 @@ def test_flow_from_keeps_the_flow_out_of_training_but_not_out_of_the_score(compo
     trained = {k: v.detach() for k, v in fitter.losses(stage, ids, direction)[0].items()}
     assert float(score["flow"]) == pytest.approx(float(trained["flow"]), rel=1e-6) and float(score["flow"]) > 0
     assert fitter.objective(stage) > fitter.objective(stage, only=("silhouette",))
+
+
+def test_the_symmetry_term_holds_mirrored_bones_only_in_a_stage_that_asks(compose_cfg, tmp_path):
+    from lasr.fit.structure import change_structure
+    from lasr.geometry.symmetry import symmetry_loss
+    data, *_ = ellipsoid_scene(T=4, size=48)
+    cfg = compose_cfg("stages=fast", "stages.articulate.mirrored_bones=true", "stages.articulate.num_faces=null",
+                      "train.progress=false")  # new bones on the same mesh
+    fitter = Fitter(cfg, data, tmp_path, torch.device("cpu"))
+    stage = cfg.stages.articulate
+    change_structure(fitter.model, stage, 0, lambda: 0.0, fitter.mirror)
+    fitter.prepare_crops(stage)
+    with torch.no_grad():
+        fitter.model.bones.centers[0, 0] += 0.1  # one bone of a pair off its partner's mirror image
+    ids, direction = torch.tensor([0, 1]), torch.tensor([1, 1])
+    rest = float(symmetry_loss(fitter.model.rest_verts, fitter.mirror))
+    terms, _ = fitter.losses(stage, ids, direction)
+    assert float(terms["symmetry"]) == pytest.approx(rest + 2 * 0.01 / 21, rel=1e-4)  # both bones of the pair
+    fitter.prepare_crops(cfg.stages.refine)
+    terms, _ = fitter.losses(cfg.stages.refine, ids, direction)  # refine does not ask: the rest shape only
+    assert float(terms["symmetry"]) == pytest.approx(rest, rel=1e-6)
