@@ -1,18 +1,12 @@
 """experiments/shape_by_height.py: the per-band scores on clouds whose misses are known."""
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 
-SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "shape_by_height.py"
+from tests.experiments import experiment
 
 
 def _module():
-    spec = importlib.util.spec_from_file_location("shape_by_height", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return experiment("shape_by_height")
 
 
 def test_a_displaced_bottom_band_is_the_only_miss():

@@ -1,0 +1,111 @@
+"""Did the restarts keep the run with the truer shape?
+
+    uv run python experiments/restart_choice.py RUN_FOLDER CLIP_FOLDER [--frames 0:48:4] [--points 6000]
+
+A stage with ``restarts: N`` runs the schedule from it N times and keeps the run whose data
+terms over all frames are lowest (`fast`: `articulate` through `refine`, twice). The fit
+keeps each run's end (``ckpt/stageNN_NAME_rK.pt`` of the window's last stage); this script
+rebuilds every run's posed meshes from them, scores each against the clip's 3D truth
+(``python -m lasr.evaluate``: per-frame Chamfer and F@2%, sequence Chamfer) and prints them
+beside the score each run was chosen by (TensorBoard ``restarts/NAME_score``) and its
+full-frame mask IoU. Over many fits it tells whether the choice follows the 3D shape (README,
+Results: "Which articulated run is kept").
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def _scalars(tb_dir: Path) -> dict[str, dict[int, float]]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(tb_dir), size_guidance={"scalars": 0})
+    acc.Reload()
+    return {tag: {e.step: e.value for e in acc.Scalars(tag)} for tag in acc.Tags()["scalars"]
+            if tag.startswith("restarts/")}
+
+
+def _windows(ckpt: Path, starts: list[str]) -> dict[str, dict[int, Path]]:
+    """``{first stage of a window: {restart: checkpoint of the window's last stage}}``."""
+    found: dict[int, tuple[str, dict[int, Path]]] = {}
+    for p in ckpt.glob("stage*_r*.pt"):
+        m = re.fullmatch(r"stage(\d+)_(.+)_r(\d+)\.pt", p.name)
+        if m:
+            found.setdefault(int(m[1]), (m[2], {}))[1][int(m[3])] = p
+    first_index = {name: i for i, (name, _) in sorted(found.items(), reverse=True)}
+    begins = sorted(first_index[s] for s in starts if s in first_index)  # the windows' first stages, in order
+    out = {}
+    for n, j in enumerate(begins):
+        stop = begins[n + 1] if n + 1 < len(begins) else max(found) + 1
+        out[found[j][0]] = found[max(i for i in found if j <= i < stop)][1]  # the window's last stage
+    return out
+
+
+def posed_meshes(path: Path, temperature: float, rot_param: str, out: Path, names: list[str]) -> None:
+    """Write the checkpoint's posed meshes (camera frame) as ``out/meshes/NAME``."""
+    import torch
+
+    from lasr.fit.checkpoint import load_checkpoint
+    from lasr.io.obj import write_obj
+    from lasr.model.articulated import ArticulatedModel
+
+    state = load_checkpoint(path)
+    sd = state["model"]
+    model = ArticulatedModel(sd["rest_verts"], sd["faces"], sd["root_rot"].shape[0],
+                             state["structure"]["num_bones"], colors=sd["colors"], rot_param=rot_param,
+                             temperature=temperature)
+    model.load_state_dict(sd, strict=False)
+    (out / "meshes").mkdir(parents=True, exist_ok=True)
+    with torch.no_grad():
+        verts = model(torch.arange(model.num_frames)).numpy()
+    faces = model.faces.numpy()
+    for name, v in zip(names, verts):
+        write_obj(out / "meshes" / name, v, faces)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("run")
+    ap.add_argument("clip")
+    ap.add_argument("--frames", default=None, help="GT frames to score (start:stop[:step]); default all")
+    ap.add_argument("--points", type=int, default=20000, help="surface samples per mesh (fewer: faster, coarser)")
+    a = ap.parse_args(argv)
+    from omegaconf import OmegaConf
+
+    from lasr.evaluate import evaluate
+
+    run = Path(a.run)
+    cfg = OmegaConf.load(run / ".hydra" / "config.yaml")
+    scores = _scalars(run / "tb")
+    starts = sorted({t.split("/", 1)[1].rsplit("_", 1)[0] for t in scores})
+    names = sorted(p.name for p in (run / "final" / "meshes").glob("*.obj"))
+    for first, runs in _windows(run / "ckpt", starts).items():
+        score, iou = scores.get(f"restarts/{first}_score", {}), scores.get(f"restarts/{first}_iou", {})
+        kept = min(score, key=score.get) if score else None
+        print(f"window from {first}: {len(runs)} runs, kept by the data terms: {kept + 1 if kept is not None else '?'}")
+        print("  run   data terms   mask IoU   Chamfer %   F@2%    sequence Chamfer %")
+        for k in sorted(runs):
+            tmp = Path(tempfile.mkdtemp(prefix="restart_choice_"))
+            try:
+                posed_meshes(runs[k], float(cfg.model.skinning_temperature), str(cfg.model.rot_param), tmp, names)
+                shutil.copy(run / "final" / "cameras.json", tmp / "cameras.json")
+                s = evaluate(tmp, a.clip, frames=a.frames, n_points=a.points, do_iou=False)["summary"]
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+            mark = "*" if k == kept else " "
+            print(f"  {k + 1}{mark}    {score.get(k, float('nan')):10.5f}   {iou.get(k, float('nan')):8.4f}   "
+                  f"{s['per_frame']['chamfer_pct']['mean']:9.3f}   {s['per_frame']['f2']['mean']:.3f}   "
+                  f"{s['sequence']['chamfer_pct']['mean']:8.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
