@@ -83,10 +83,17 @@ def main(argv=None) -> int:
     from lasr.evaluate import evaluate
 
     run = Path(a.run)
+    names = sorted(p.name for p in (run / "final" / "meshes").glob("*.obj"))
+    if not names or not (run / ".hydra" / "config.yaml").exists():
+        print(f"{run} is not a finished fit (no final/meshes/*.obj or .hydra/config.yaml): give the hydra.run.dir "
+              f"of a fit that ended")
+        return 2
     cfg = OmegaConf.load(run / ".hydra" / "config.yaml")
     scores = _scalars(run / "tb")
     starts = sorted({t.split("/", 1)[1].rsplit("_", 1)[0] for t in scores})
-    names = sorted(p.name for p in (run / "final" / "meshes").glob("*.obj"))
+    if not starts:
+        print(f"{run / 'tb'} holds no restart scores: the fit had no stage with restarts > 1")
+        return 2
     for first, runs in _windows(run / "ckpt", starts).items():
         score, iou = scores.get(f"restarts/{first}_score", {}), scores.get(f"restarts/{first}_iou", {})
         kept = min(score, key=score.get) if score else None
