@@ -15,13 +15,15 @@ Results: "Which articulated run is kept").
 from __future__ import annotations
 
 import argparse
-import re
 import shutil
 import sys
 import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from lasr.fit.checkpoint import stage_checkpoint  # noqa: E402
+from lasr.fit.schedule import restart_windows  # noqa: E402
 
 
 def _scalars(tb_dir: Path) -> dict[str, dict[int, float]]:
@@ -33,20 +35,12 @@ def _scalars(tb_dir: Path) -> dict[str, dict[int, float]]:
             if tag.startswith("restarts/")}
 
 
-def _windows(ckpt: Path, starts: list[str]) -> dict[str, dict[int, Path]]:
-    """``{first stage of a window: {restart: checkpoint of the window's last stage}}``."""
-    found: dict[int, tuple[str, dict[int, Path]]] = {}
-    for p in ckpt.glob("stage*_r*.pt"):
-        m = re.fullmatch(r"stage(\d+)_(.+)_r(\d+)\.pt", p.name)
-        if m:
-            found.setdefault(int(m[1]), (m[2], {}))[1][int(m[3])] = p
-    first_index = {name: i for i, (name, _) in sorted(found.items(), reverse=True)}
-    begins = sorted(first_index[s] for s in starts if s in first_index)  # the windows' first stages, in order
-    out = {}
-    for n, j in enumerate(begins):
-        stop = begins[n + 1] if n + 1 < len(begins) else max(found) + 1
-        out[found[j][0]] = found[max(i for i in found if j <= i < stop)][1]  # the window's last stage
-    return out
+def _windows(stages: list, ckpt: Path) -> dict[str, list[Path]]:
+    """``{first stage of each restart window: the checkpoint at each run's end}`` (the
+    window's last stage; the windows as the fit made them, :func:`restart_windows`)."""
+    names = [n for n, _ in stages]
+    return {names[w.first]: [ckpt / stage_checkpoint(w.last, names[w.last], k) for k in range(w.count)]
+            for w in restart_windows(stages)}
 
 
 def posed_meshes(path: Path, temperature: float, rot_param: str, out: Path, names: list[str]) -> None:
@@ -62,7 +56,7 @@ def posed_meshes(path: Path, temperature: float, rot_param: str, out: Path, name
     model = ArticulatedModel(sd["rest_verts"], sd["faces"], sd["root_rot"].shape[0],
                              state["structure"]["num_bones"], colors=sd["colors"], rot_param=rot_param,
                              temperature=temperature)
-    model.load_state_dict(sd, strict=False)
+    model.load_state_dict(sd)
     (out / "meshes").mkdir(parents=True, exist_ok=True)
     with torch.no_grad():
         verts = model(torch.arange(model.num_frames)).numpy()
@@ -89,20 +83,23 @@ def main(argv=None) -> int:
               f"of a fit that ended")
         return 2
     cfg = OmegaConf.load(run / ".hydra" / "config.yaml")
-    scores = _scalars(run / "tb")
-    starts = sorted({t.split("/", 1)[1].rsplit("_", 1)[0] for t in scores})
-    if not starts:
-        print(f"{run / 'tb'} holds no restart scores: the fit had no stage with restarts > 1")
+    windows = _windows(list(cfg.stages.items()), run / "ckpt")
+    if not windows:
+        print(f"{run}'s schedule has no stage with restarts > 1")
         return 2
-    for first, runs in _windows(run / "ckpt", starts).items():
+    scores = _scalars(run / "tb")
+    for first, runs in windows.items():
         score, iou = scores.get(f"restarts/{first}_score", {}), scores.get(f"restarts/{first}_iou", {})
         kept = min(score, key=score.get) if score else None
         print(f"window from {first}: {len(runs)} runs, kept by the data terms: {kept + 1 if kept is not None else '?'}")
         print("  run   data terms   mask IoU   Chamfer %   F@2%    sequence Chamfer %")
-        for k in sorted(runs):
+        for k, path in enumerate(runs):
+            if not path.exists():
+                print(f"  {k + 1}     {path.name} is missing")
+                continue
             tmp = Path(tempfile.mkdtemp(prefix="restart_choice_"))
             try:
-                posed_meshes(runs[k], float(cfg.model.skinning_temperature), str(cfg.model.rot_param), tmp, names)
+                posed_meshes(path, float(cfg.model.skinning_temperature), str(cfg.model.rot_param), tmp, names)
                 shutil.copy(run / "final" / "cameras.json", tmp / "cameras.json")
                 s = evaluate(tmp, a.clip, frames=a.frames, n_points=a.points, do_iou=False)["summary"]
             finally:

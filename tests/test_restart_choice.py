@@ -14,24 +14,20 @@ def _module():
     return experiment("restart_choice")
 
 
-def test_each_window_ends_at_its_last_stage(tmp_path):
-    """`fast`'s checkpoints: rigid restarts alone (3), then articulate and refine restarted
-    together (2): the rigid window ends at stage 0, the articulated one at refine."""
-    names = [f"stage00_rigid_r{k}.pt" for k in range(3)] + [f"stage01_articulate_r{k}.pt" for k in range(2)]
-    names += [f"stage02_refine_r{k}.pt" for k in range(2)] + ["last.pt", "prev.pt", "stage03_extra.pt"]
-    for n in names:
-        (tmp_path / n).write_bytes(b"")
-    windows = _module()._windows(tmp_path, ["rigid", "articulate"])
+def test_each_window_ends_at_its_last_stage(compose_cfg, tmp_path):
+    """`fast`: rigid restarts alone (3), then articulate and refine restarted together (2):
+    the rigid runs end at stage 0, the articulated ones at refine, named as the fit saves them."""
+    windows = _module()._windows(list(compose_cfg("stages=fast").stages.items()), tmp_path)
     assert list(windows) == ["rigid", "articulate"]  # in the schedule's order
-    assert {k: p.name for k, p in windows["rigid"].items()} == {k: f"stage00_rigid_r{k}.pt" for k in range(3)}
-    assert {k: p.name for k, p in windows["articulate"].items()} == {k: f"stage02_refine_r{k}.pt" for k in range(2)}
-    # two windows of the same size next to each other stay apart
-    for n in names[:3]:
-        (tmp_path / n).unlink()
-    for k in range(2):
-        (tmp_path / f"stage00_rigid_r{k}.pt").write_bytes(b"")
-    windows = _module()._windows(tmp_path, ["rigid", "articulate"])
-    assert {k: p.name for k, p in windows["rigid"].items()} == {k: f"stage00_rigid_r{k}.pt" for k in range(2)}
+    assert [p.name for p in windows["rigid"]] == [f"stage00_rigid_r{k}.pt" for k in range(3)]
+    assert [p.name for p in windows["articulate"]] == [f"stage02_refine_r{k}.pt" for k in range(2)]
+    assert all(p.parent == tmp_path for p in windows["rigid"] + windows["articulate"])
+    # a window through one stage only, and none at all
+    one = compose_cfg("stages=fast", "stages.articulate.restarts=1", "stages.refine.restarts=2")
+    assert {k: [p.name for p in v] for k, v in _module()._windows(list(one.stages.items()), tmp_path).items()} == {
+        "rigid": [f"stage00_rigid_r{k}.pt" for k in range(3)], "refine": ["stage02_refine_r0.pt", "stage02_refine_r1.pt"]}
+    assert _module()._windows(list(compose_cfg("stages=fast", "stages.rigid.restarts=1",
+                                               "stages.articulate.restarts=1").stages.items()), tmp_path) == {}
 
 
 def test_the_posed_meshes_are_the_checkpointed_model_s(tmp_path):

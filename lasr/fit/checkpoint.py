@@ -29,7 +29,7 @@ import torch
 from ..errors import LasrError
 from ..files import write_bytes_atomic
 
-__all__ = ["FORMAT_VERSION", "CheckpointError", "NonFiniteState", "save_checkpoint", "load_checkpoint",
+__all__ = ["FORMAT_VERSION", "CheckpointError", "NonFiniteState", "stage_checkpoint", "save_checkpoint", "load_checkpoint",
            "load_latest", "latest_checkpoint", "check_state", "capture_rng", "restore_global_rng", "restore_stage_rng"]
 
 log = logging.getLogger("lasr")
@@ -77,6 +77,12 @@ def _encode(state: dict) -> bytes:
     torch.save(state, buf)
     payload = buf.getvalue()
     return _HEADER.pack(MAGIC, FORMAT_VERSION, hashlib.blake2b(payload, digest_size=32).digest(), len(payload)) + payload
+
+
+def stage_checkpoint(index: int, name: str, restart: int | None = None) -> str:
+    """The file name of the state at the end of stage ``index`` (``name``), and of the
+    ``restart``-th run of it when it runs in a restart window."""
+    return f"stage{index:02d}_{name}" + (f"_r{restart}" if restart is not None else "") + ".pt"
 
 
 def save_checkpoint(state: dict, ckpt_dir: Path, filename: str) -> Path:

@@ -33,7 +33,8 @@ from ..geometry.mesh import edges_unique, face_pairs, icosphere
 from ..geometry.symmetry import mirror_index
 from ..model.articulated import ArticulatedModel
 from . import objective as O
-from .checkpoint import NonFiniteState, capture_rng, load_latest, restore_global_rng, restore_stage_rng, save_checkpoint
+from .checkpoint import (NonFiniteState, capture_rng, load_latest, restore_global_rng, restore_stage_rng, save_checkpoint,
+                         stage_checkpoint)
 from .divergence import Divergence, DivergenceWatch, Where
 from .logger import FitLogger
 from .metrics import full_frame_iou
@@ -357,8 +358,7 @@ class Fitter:
             result.seconds = time.perf_counter() - t0
             self.results.append(result)
             self.stage_index, self.stage_step = si + 1, 0
-            tag = f"_r{rs.restart}" if rs.running(si) else ""
-            self.save_checkpoint(f"stage{si:02d}_{name}{tag}.pt")
+            self.save_checkpoint(stage_checkpoint(si, name, rs.restart if rs.running(si) else None))
             if on_stage_end:
                 on_stage_end(self, result)
 
