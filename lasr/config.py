@@ -190,6 +190,11 @@ class StageConfig:
     hypotheses: int = 1  # root-rotation hypotheses tried at the start (LASR: 16)
     mirror_hypotheses: bool = False  # also try each hypothesis with the root trajectory mirrored in depth
     trajectory: bool = False  # start the root from the rotations the flow shows (estimated once per fit)
+    # with `trajectory` and restarts: the estimated turn scaled by each factor in turn (the
+    # flow's estimate may overshoot where the view barely shows the turn); restart r starts
+    # from its (r // len)-th best hypothesis with turn_scales[r % len], so `restarts` is the
+    # hypotheses run through the stage times the factors
+    turn_scales: List[float] = field(default_factory=lambda: [1.0])
     # run the schedule from this stage through `restart_until` this many times, each from
     # the state at the stage's start with its own seed, keep the run whose data terms
     # (silhouette, flow) over all frames are lowest and go on from it (several stages may

@@ -41,7 +41,7 @@ from .metrics import full_frame_iou
 from .optimizer import build_optimizer, cosine_factor, lazy_step, load_optimizer_state, set_lr_factor
 from .panels import render_panels
 from .schedule import Restarts, capped, hypothesis_rotations, restart_windows
-from .trajectory import estimate_trajectory, mirror_in_depth, turn_degrees
+from .trajectory import estimate_trajectory, mirror_in_depth, scale_turn, turn_degrees
 from .structure import change_structure
 from .validate import check_stages
 
@@ -270,8 +270,10 @@ class Fitter:
             self.root_prior = None
             score = self.objective(self.stages[win.last][1])
             iou = float(self.full_frame_iou().mean())
-            log.info("%s restart %d/%d: data terms %.5f, full-frame mask IoU %.4f", name, rs.restart + 1, win.count,
-                     score, iou)
+            scales = self.stages[win.first][1].turn_scales
+            turn = f", turn x{rs.turn_scale(win.first, scales):g}" if win.scales > 1 else ""
+            log.info("%s restart %d/%d%s: data terms %.5f, full-frame mask IoU %.4f", name, rs.restart + 1, win.count,
+                     turn, score, iou)
             self.logger.scalar(f"restarts/{name}_score", score, rs.restart)
             self.logger.scalar(f"restarts/{name}_iou", iou, rs.restart)
             if rs.best is None or score < rs.best[0]:
@@ -284,8 +286,10 @@ class Fitter:
             self._restore(best)
             kept = {"stage": name, "restart": best["restart"] + 1, "of": win.count, "score": best_score,
                     "mask_iou": best_iou}
-            log.info("%s: kept restart %d of %d (data terms %.5f, mask IoU %.4f)", name, kept["restart"], win.count,
-                     best_score, best_iou)
+            if win.scales > 1:
+                kept["turn_scale"] = float(scales[best["restart"] % len(scales)])
+            log.info("%s: kept restart %d of %d%s (data terms %.5f, mask IoU %.4f)", name, kept["restart"], win.count,
+                     f", turn x{kept['turn_scale']:g}" if win.scales > 1 else "", best_score, best_iou)
             rs.kept.append(kept)
             rs.next_window()
             self.save_checkpoint("last.pt")
@@ -364,11 +368,15 @@ class Fitter:
 
     def _trajectory(self, stage) -> torch.Tensor:
         """The (T,3,3) root trajectory a stage starts from: the rotations the flow shows
-        (``StageConfig.trajectory``, estimated once per fit: :mod:`.trajectory`), else the
-        identity."""
+        (``StageConfig.trajectory``, estimated once per fit: :mod:`.trajectory`), their turn
+        scaled by the restart's ``turn_scales`` factor, else the identity."""
         T = self.data.num_frames
         if not stage.trajectory:
             return torch.eye(3, device=self.device).expand(T, 3, 3)
+        return scale_turn(self._estimated_trajectory(), self.restarts.turn_scale(self.stage_index, stage.turn_scales))
+
+    def _estimated_trajectory(self) -> torch.Tensor:
+        """The root rotations the flow shows (:func:`.trajectory.estimate_trajectory`), once per fit."""
         if self.trajectory is None:
             est = estimate_trajectory(self.data, float(self.model.focal()[0].detach()) * max(self.data.image_size))
             self.trajectory = torch.as_tensor(est.rotations, dtype=torch.float32, device=self.device)

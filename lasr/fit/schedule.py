@@ -5,7 +5,9 @@ A schedule (``conf/stages/NAME.yaml``) is an ordered mapping of stages. A stage 
 ``restart_until`` (default: the last) run ``restarts`` times from the state at the
 window's start (each with its own seed), and the run whose data terms (silhouette and
 flow) over all frames are lowest goes on. When the window's first stage tries root
-hypotheses, only its first run tries them all; run ``r`` goes on from the ``r``-th best. Windows may not
+hypotheses, only its first run tries them all; run ``r`` goes on from the ``r``-th best. With
+``turn_scales`` (``S`` factors of the estimated turn), run ``r`` starts from the
+``(r // S)``-th best hypothesis and the turn scaled by ``turn_scales[r % S]``. Windows may not
 overlap. :class:`Restarts` is where a fit stands in them.
 """
 
@@ -25,11 +27,13 @@ __all__ = ["Window", "Restarts", "restart_windows", "hypothesis_rotations", "cap
 
 @dataclass(frozen=True)
 class Window:
-    """Stages ``first..last`` (indices) run ``count`` times."""
+    """Stages ``first..last`` (indices) run ``count`` times; the first stage's turn tried
+    with ``scales`` factors in turn."""
 
     first: int
     last: int
     count: int
+    scales: int = 1
 
 
 def restart_windows(stages: list[tuple[str, object]]) -> list[Window]:
@@ -45,8 +49,14 @@ def restart_windows(stages: list[tuple[str, object]]) -> list[Window]:
         if until is not None and (until not in names or names.index(until) < i):
             raise LasrError(f"stages.{name}.restart_until={until!r} is not a stage at or after it; "
                             f"stages: {', '.join(names)}")
+        scales = max(len(st.turn_scales), 1)
+        if scales > 1 and (not st.trajectory or n % scales):
+            fix = [f"stages.{name}.trajectory=true"] if not st.trajectory else []
+            fix += [f"stages.{name}.restarts to a multiple of {scales} (now {n})"] if n % scales else []
+            raise LasrError(f"stages.{name}.turn_scales={list(st.turn_scales)} scales the estimated turn, each "
+                            f"factor tried by a restart: set {' and '.join(fix)}, or turn_scales=[1.0]")
         if n > 1:
-            windows.append(Window(i, len(names) - 1 if until is None else names.index(until), n))
+            windows.append(Window(i, len(names) - 1 if until is None else names.index(until), n, scales))
     for a, b in zip(windows, windows[1:]):
         if b.first <= a.last:
             raise LasrError(f"stages.{names[a.first]}.restarts repeats the stages through {names[a.last]}, which "
@@ -97,10 +107,16 @@ class Restarts:
 
     def hypotheses_to_try(self, si: int, count: int) -> list[int]:
         """Which of stage ``si``'s ``count`` root hypotheses it tries now: all, or in restart
-        ``r > 0`` of the window it opens only the ``r``-th best of the first restart's."""
+        ``r > 0`` of the window it opens only the ``(r // scales)``-th best of the first
+        restart's (each hypothesis run with every turn scale)."""
         if self.restart > 0 and self.starts(si) and self.ranking:
-            return [self.ranking[self.restart % len(self.ranking)]]
+            return [self.ranking[(self.restart // self.current.scales) % len(self.ranking)]]
         return list(range(count))
+
+    def turn_scale(self, si: int, scales) -> float:
+        """The factor of the estimated turn stage ``si`` starts from: ``scales[r % len]`` in
+        restart ``r`` of the window it opens, else the first."""
+        return float(scales[self.restart % len(scales)] if self.starts(si) else scales[0])
 
     def rank_hypotheses(self, si: int, scores: list[float]) -> None:
         """Keep stage ``si``'s hypothesis scores, best first, when it opens the window now

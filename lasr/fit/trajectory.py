@@ -48,9 +48,10 @@ import torch
 import torch.nn.functional as F
 
 from ..data import VideoData
+from ..geometry.rotations import axis_angle_to_matrix, matrix_to_axis_angle
 
 __all__ = ["Trajectory", "estimate_trajectory", "track_window", "factorize_window", "average_rotations",
-           "mirror_in_depth", "turn_degrees"]
+           "mirror_in_depth", "scale_turn", "turn_degrees"]
 
 
 @dataclass
@@ -100,6 +101,22 @@ def mirror_in_depth(rotations: torch.Tensor) -> torch.Tensor:
     ``S = diag(1, 1, -1)`` (a turn about the vertical axis runs the other way)."""
     S = torch.diag(torch.tensor([1.0, 1.0, -1.0], dtype=rotations.dtype, device=rotations.device))
     return S @ rotations @ S
+
+
+def scale_turn(rotations: torch.Tensor, factor: float) -> torch.Tensor:
+    """The trajectory turning ``factor`` times as much: each frame's turn from the one
+    before (``R_t R_{t-1}^T``) scaled along its geodesic (same axis, ``factor`` times the
+    angle) and chained again from ``R_0``. Scaling the steps rather than each frame's
+    rotation from the first keeps a turn past 180 degrees continuous (a whole revolution
+    at ``factor`` 0.5 is half of one, not a turn back)."""
+    if factor == 1.0:
+        return rotations
+    steps = rotations[1:] @ rotations[:-1].transpose(-1, -2)
+    steps = axis_angle_to_matrix(matrix_to_axis_angle(steps) * factor)
+    out = [rotations[0]]
+    for D in steps:
+        out.append(D @ out[-1])
+    return torch.stack(out)
 
 
 def _sample(field_: torch.Tensor, pts: torch.Tensor) -> torch.Tensor:

@@ -30,6 +30,9 @@ def _stage_problems(bad: Problems, stages: list[tuple[str, object]]) -> None:
         bad.at_least(k + "resolution", st.resolution, MIN_RESOLUTION, "crop side in px the stage renders at")
         bad.at_least(k + "hypotheses", st.hypotheses, 1, "root rotations tried; 1 tries none")
         bad.at_least(k + "hypothesis_iters", st.hypothesis_iters, 1, "steps of each hypothesis")
+        if not len(st.turn_scales) or min(st.turn_scales) <= 0:
+            bad.add(k + "turn_scales", list(st.turn_scales), "factors of the estimated turn: at least one, "
+                                                              "each above 0 ([1.0]: the estimate as it is)")
         bad.at_least(k + "num_bones", st.num_bones, 0, "bones; 0 is rigid")
         bad.at_least(k + "num_faces", st.num_faces, MIN_FACES, "faces after remeshing", none_ok="keep the mesh")
         bad.at_least(k + "faces_per_pixel", st.faces_per_pixel, 1, "faces blended per pixel")

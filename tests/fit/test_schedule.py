@@ -19,6 +19,8 @@ def test_hypothesis_rotations_are_distinct_rotations():
 def test_windows_from_the_config(compose_cfg):
     cfg = compose_cfg("stages=fast")
     assert restart_windows(list(cfg.stages.items())) == [Window(0, 0, 3), Window(1, 2, 2)]
+    cfg = compose_cfg("stages=fast", "stages.rigid.turn_scales=[1.0,0.7]", "stages.rigid.restarts=6")
+    assert restart_windows(list(cfg.stages.items())) == [Window(0, 0, 6, 2), Window(1, 2, 2)]
     cfg = compose_cfg("stages=fast", "stages.rigid.restarts=1")
     assert restart_windows(list(cfg.stages.items())) == [Window(1, 2, 2)]
     assert capped(500, None) == 500 and capped(500, 3) == 3
@@ -29,6 +31,10 @@ def test_windows_from_the_config(compose_cfg):
     (["stages.refine.restarts=0"], "restarts must be >= 1"),
     (["stages.rigid.restart_until=articulate"], "overlaps the restarts of stages.articulate"),
     (["stages.articulate.restarts=1", "stages.rigid.restarts=2", "stages.rigid.restart_until=nope"], "is not a stage"),
+    (["stages.rigid.turn_scales=[1.0,0.7]"],
+     r"turn_scales=\[1.0, 0.7\] .*: set stages.rigid.restarts to a multiple of 2 \(now 3\), or turn_scales=\[1.0\]"),
+    (["stages.rigid.turn_scales=[1.0,0.7]", "stages.rigid.restarts=4", "stages.rigid.trajectory=false"],
+     r"set stages.rigid.trajectory=true, or"),
 ])
 def test_restarts_validation(bad, match, compose_cfg):
     cfg = compose_cfg("stages=fast", *bad)
@@ -50,3 +56,15 @@ def test_later_restarts_of_a_hypothesis_stage_try_the_next_best_hypothesis():
     again = Restarts([Window(1, 1, 3)])
     again.load(rs.state())
     assert again.ranking == [2, 0, 3, 1] and again.hypotheses_to_try(1, 4) == [3]  # a resume keeps it
+
+
+def test_restarts_with_turn_scales_run_each_hypothesis_with_every_scale():
+    rs = Restarts([Window(0, 0, 6, 2)])
+    scales = [1.0, 0.7]
+    rs.rank_hypotheses(0, [0.3, 0.1, 0.2, 0.4])  # ranking [1, 2, 0, 3]
+    runs = []
+    for r in range(6):
+        rs.restart = r
+        runs.append((rs.hypotheses_to_try(0, 4) if r else "all", rs.turn_scale(0, scales)))
+    assert runs == [("all", 1.0), ([1], 0.7), ([2], 1.0), ([2], 0.7), ([0], 1.0), ([0], 0.7)]
+    assert rs.turn_scale(1, scales) == 1.0  # a stage the window does not open: the first factor

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from lasr.fit.trajectory import average_rotations, estimate_trajectory, factorize_window, mirror_in_depth, turn_degrees
+from lasr.fit.trajectory import (average_rotations, estimate_trajectory, factorize_window, mirror_in_depth, scale_turn,
+                                 turn_degrees)
 from lasr.geometry.rotations import axis_angle_to_matrix
 
 from .synth import turning_scene
@@ -131,3 +132,23 @@ def test_window_factorisation_of_a_thin_upright_body_near_the_camera_is_exact(fa
     est = factorize_window(x, focal=275.0, center=(0.0, 0.0))
     assert est is not None
     assert _rot_errors(est, R).max() < 0.1, _rot_errors(est, R).round(2)
+
+
+def _yaw(deg) -> torch.Tensor:
+    return axis_angle_to_matrix(torch.tensor([[0.0, math.radians(float(d)), 0.0] for d in deg], dtype=torch.float64))
+
+
+@pytest.mark.parametrize("turn, factor", [(120, 0.7), (360, 0.5), (90, 1.4)])
+def test_scale_turn_scales_every_frame_s_turn(turn, factor):
+    angles = np.linspace(0, turn, 25)
+    tilt = axis_angle_to_matrix(torch.tensor([0.3, 0.0, 0.1], dtype=torch.float64))
+    R = tilt @ _yaw(angles) @ tilt.T  # about a tilted axis, R_0 = I
+    want = tilt @ _yaw(angles * factor) @ tilt.T  # (past 180 degrees too: a whole turn halved is half of one)
+    assert torch.allclose(scale_turn(R, factor), want, atol=1e-9)
+    assert scale_turn(R, 1.0) is R
+
+
+def test_scale_turn_keeps_the_first_frame():
+    R = _yaw([30, 50, 80])  # a trajectory that does not start at the identity
+    out = scale_turn(R, 0.5)
+    assert torch.allclose(out[0], R[0]) and torch.allclose(out, _yaw([30, 40, 55]), atol=1e-9)

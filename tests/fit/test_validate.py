@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parents[2]
     ("stages.rigid.batch_size", 0, "must be >= 1 (frames per step)"),
     ("stages.rigid.hypotheses", 0, "must be >= 1 (root rotations"),
     ("stages.rigid.hypothesis_iters", 0, "must be >= 1 (steps of each hypothesis)"),
+    ("stages.rigid.turn_scales", [1.0, -0.5], "factors of the estimated turn: at least one, each above 0"),
     ("stages.rigid.resolution", 0, "must be >= 8 (crop side"),
     ("stages.refine.num_faces", 3, "must be >= 20 (faces after remeshing), or null"),
     ("stages.refine.weights.flow", -1.0, "must be >= 0 (a loss weight"),
