@@ -266,14 +266,12 @@ class Fitter:
             win = rs.current
             self._fit_stages(on_stage_end, win.last)
             self.batch_gen = self.resumed_rng = None  # the next stages draw from their own seed
-            name = self.stages[win.first][0]
+            name, scales = self.stages[win.first][0], self.stages[win.first][1].turn_scales
             self.root_prior = None
             score = self.objective(self.stages[win.last][1])
             iou = float(self.full_frame_iou().mean())
-            scales = self.stages[win.first][1].turn_scales
-            turn = f", turn x{rs.turn_scale(win.first, scales):g}" if win.scales > 1 else ""
             log.info("%s restart %d/%d%s: data terms %.5f, full-frame mask IoU %.4f", name, rs.restart + 1, win.count,
-                     turn, score, iou)
+                     rs.turn_label(scales), score, iou)
             self.logger.scalar(f"restarts/{name}_score", score, rs.restart)
             self.logger.scalar(f"restarts/{name}_iou", iou, rs.restart)
             if rs.best is None or score < rs.best[0]:
@@ -282,15 +280,10 @@ class Fitter:
             if rs.restart < win.count:
                 self._restore(rs.branch)  # the state at the window's start; the step count goes on
                 continue
-            best_score, best, best_iou = rs.best
-            self._restore(best)
-            kept = {"stage": name, "restart": best["restart"] + 1, "of": win.count, "score": best_score,
-                    "mask_iou": best_iou}
-            if win.scales > 1:
-                kept["turn_scale"] = float(scales[best["restart"] % len(scales)])
-            log.info("%s: kept restart %d of %d%s (data terms %.5f, mask IoU %.4f)", name, kept["restart"], win.count,
-                     f", turn x{kept['turn_scale']:g}" if win.scales > 1 else "", best_score, best_iou)
-            rs.kept.append(kept)
+            self._restore(rs.keep_best(name, scales))
+            k = rs.kept[-1]
+            log.info("%s: kept restart %d of %d%s (data terms %.5f, mask IoU %.4f)", name, k["restart"], win.count,
+                     rs.turn_label(scales, k["restart"] - 1), k["score"], k["mask_iou"])
             rs.next_window()
             self.save_checkpoint("last.pt")
         self._fit_stages(on_stage_end, len(self.stages) - 1)
@@ -370,9 +363,8 @@ class Fitter:
         """The (T,3,3) root trajectory a stage starts from: the rotations the flow shows
         (``StageConfig.trajectory``, estimated once per fit: :mod:`.trajectory`), their turn
         scaled by the restart's ``turn_scales`` factor, else the identity."""
-        T = self.data.num_frames
         if not stage.trajectory:
-            return torch.eye(3, device=self.device).expand(T, 3, 3)
+            return torch.eye(3, device=self.device).expand(self.data.num_frames, 3, 3)
         return scale_turn(self._estimated_trajectory(), self.restarts.turn_scale(self.stage_index, stage.turn_scales))
 
     def _estimated_trajectory(self) -> torch.Tensor:

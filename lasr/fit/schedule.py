@@ -116,7 +116,30 @@ class Restarts:
     def turn_scale(self, si: int, scales) -> float:
         """The factor of the estimated turn stage ``si`` starts from: ``scales[r % len]`` in
         restart ``r`` of the window it opens, else the first."""
-        return float(scales[self.restart % len(scales)] if self.starts(si) else scales[0])
+        return self.scale_of(self.restart, scales) if self.starts(si) else float(scales[0])
+
+    @staticmethod
+    def scale_of(restart: int, scales) -> float:
+        """The turn scale restart ``restart`` of a window tries."""
+        return float(scales[restart % len(scales)])
+
+    def keep_best(self, name: str, scales) -> dict:
+        """Record the window's best finished restart in ``kept`` (stage, restart, of, score,
+        mask_iou, and its turn scale when the window tries several); returns its state."""
+        score, state, iou = self.best
+        kept = {"stage": name, "restart": state["restart"] + 1, "of": self.current.count, "score": score,
+                "mask_iou": iou}
+        if self.current.scales > 1:
+            kept["turn_scale"] = self.scale_of(state["restart"], scales)
+        self.kept.append(kept)
+        return state
+
+    def turn_label(self, scales, restart: Optional[int] = None) -> str:
+        """``", turn xF"`` for the log: the turn scale of ``restart`` (default: the one now
+        running) of the window now running when it tries several, else ``""``."""
+        if self.current is None or self.current.scales <= 1:
+            return ""
+        return f", turn x{self.scale_of(self.restart if restart is None else restart, scales):g}"
 
     def rank_hypotheses(self, si: int, scores: list[float]) -> None:
         """Keep stage ``si``'s hypothesis scores, best first, when it opens the window now

@@ -68,3 +68,15 @@ def test_restarts_with_turn_scales_run_each_hypothesis_with_every_scale():
         runs.append((rs.hypotheses_to_try(0, 4) if r else "all", rs.turn_scale(0, scales)))
     assert runs == [("all", 1.0), ([1], 0.7), ([2], 1.0), ([2], 0.7), ([0], 1.0), ([0], 0.7)]
     assert rs.turn_scale(1, scales) == 1.0  # a stage the window does not open: the first factor
+
+
+def test_the_kept_restart_records_its_turn_scale():
+    rs = Restarts([Window(0, 0, 4, 2)])
+    rs.restart, rs.best = 3, (0.5, {"restart": 3}, 0.8)
+    assert rs.turn_label([1.0, 0.7]) == ", turn x0.7"
+    assert rs.keep_best("rigid", [1.0, 0.7]) == {"restart": 3}
+    assert rs.kept == [{"stage": "rigid", "restart": 4, "of": 4, "score": 0.5, "mask_iou": 0.8, "turn_scale": 0.7}]
+    one = Restarts([Window(0, 0, 3)])
+    one.best = (0.5, {"restart": 1}, 0.8)
+    one.keep_best("rigid", [1.0])
+    assert "turn_scale" not in one.kept[0] and one.turn_label([1.0]) == ""
