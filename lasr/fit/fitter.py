@@ -266,12 +266,12 @@ class Fitter:
             win = rs.current
             self._fit_stages(on_stage_end, win.last)
             self.batch_gen = self.resumed_rng = None  # the next stages draw from their own seed
-            name, scales = self.stages[win.first][0], self.stages[win.first][1].turn_scales
+            name = self.stages[win.first][0]
             self.root_prior = None
             score = self.objective(self.stages[win.last][1])
             iou = float(self.full_frame_iou().mean())
             log.info("%s restart %d/%d%s: data terms %.5f, full-frame mask IoU %.4f", name, rs.restart + 1, win.count,
-                     rs.turn_label(scales), score, iou)
+                     rs.turn_label(), score, iou)
             self.logger.scalar(f"restarts/{name}_score", score, rs.restart)
             self.logger.scalar(f"restarts/{name}_iou", iou, rs.restart)
             if rs.best is None or score < rs.best[0]:
@@ -280,10 +280,10 @@ class Fitter:
             if rs.restart < win.count:
                 self._restore(rs.branch)  # the state at the window's start; the step count goes on
                 continue
-            self._restore(rs.keep_best(name, scales))
+            self._restore(rs.keep_best(name))
             k = rs.kept[-1]
             log.info("%s: kept restart %d of %d%s (data terms %.5f, mask IoU %.4f)", name, k["restart"], win.count,
-                     rs.turn_label(scales, k["restart"] - 1), k["score"], k["mask_iou"])
+                     rs.turn_label(k["restart"] - 1), k["score"], k["mask_iou"])
             rs.next_window()
             self.save_checkpoint("last.pt")
         self._fit_stages(on_stage_end, len(self.stages) - 1)

@@ -27,13 +27,13 @@ __all__ = ["Window", "Restarts", "restart_windows", "hypothesis_rotations", "cap
 
 @dataclass(frozen=True)
 class Window:
-    """Stages ``first..last`` (indices) run ``count`` times; the first stage's turn tried
-    with ``scales`` factors in turn."""
+    """Stages ``first..last`` (indices) run ``count`` times; the first stage's estimated
+    turn tried scaled by each of ``turn_scales`` in turn."""
 
     first: int
     last: int
     count: int
-    scales: int = 1
+    turn_scales: tuple[float, ...] = (1.0,)
 
 
 def restart_windows(stages: list[tuple[str, object]]) -> list[Window]:
@@ -56,7 +56,8 @@ def restart_windows(stages: list[tuple[str, object]]) -> list[Window]:
             raise LasrError(f"stages.{name}.turn_scales={list(st.turn_scales)} scales the estimated turn, each "
                             f"factor tried by a restart: set {' and '.join(fix)}, or turn_scales=[1.0]")
         if n > 1:
-            windows.append(Window(i, len(names) - 1 if until is None else names.index(until), n, scales))
+            windows.append(Window(i, len(names) - 1 if until is None else names.index(until), n,
+                                  tuple(float(f) for f in st.turn_scales) or (1.0,)))
     for a, b in zip(windows, windows[1:]):
         if b.first <= a.last:
             raise LasrError(f"stages.{names[a.first]}.restarts repeats the stages through {names[a.last]}, which "
@@ -110,36 +111,36 @@ class Restarts:
         ``r > 0`` of the window it opens only the ``(r // scales)``-th best of the first
         restart's (each hypothesis run with every turn scale)."""
         if self.restart > 0 and self.starts(si) and self.ranking:
-            return [self.ranking[(self.restart // self.current.scales) % len(self.ranking)]]
+            return [self.ranking[(self.restart // len(self.current.turn_scales)) % len(self.ranking)]]
         return list(range(count))
 
     def turn_scale(self, si: int, scales) -> float:
         """The factor of the estimated turn stage ``si`` starts from: ``scales[r % len]`` in
         restart ``r`` of the window it opens, else the first."""
-        return self.scale_of(self.restart, scales) if self.starts(si) else float(scales[0])
+        return self.scale_of(self.restart) if self.starts(si) else float(scales[0])
 
-    @staticmethod
-    def scale_of(restart: int, scales) -> float:
-        """The turn scale restart ``restart`` of a window tries."""
-        return float(scales[restart % len(scales)])
+    def scale_of(self, restart: int) -> float:
+        """The turn scale restart ``restart`` of the window now running tries."""
+        scales = self.current.turn_scales
+        return scales[restart % len(scales)]
 
-    def keep_best(self, name: str, scales) -> dict:
+    def keep_best(self, name: str) -> dict:
         """Record the window's best finished restart in ``kept`` (stage, restart, of, score,
         mask_iou, and its turn scale when the window tries several); returns its state."""
         score, state, iou = self.best
         kept = {"stage": name, "restart": state["restart"] + 1, "of": self.current.count, "score": score,
                 "mask_iou": iou}
-        if self.current.scales > 1:
-            kept["turn_scale"] = self.scale_of(state["restart"], scales)
+        if len(self.current.turn_scales) > 1:
+            kept["turn_scale"] = self.scale_of(state["restart"])
         self.kept.append(kept)
         return state
 
-    def turn_label(self, scales, restart: Optional[int] = None) -> str:
+    def turn_label(self, restart: Optional[int] = None) -> str:
         """``", turn xF"`` for the log: the turn scale of ``restart`` (default: the one now
         running) of the window now running when it tries several, else ``""``."""
-        if self.current is None or self.current.scales <= 1:
+        if self.current is None or len(self.current.turn_scales) <= 1:
             return ""
-        return f", turn x{self.scale_of(self.restart if restart is None else restart, scales):g}"
+        return f", turn x{self.scale_of(self.restart if restart is None else restart):g}"
 
     def rank_hypotheses(self, si: int, scores: list[float]) -> None:
         """Keep stage ``si``'s hypothesis scores, best first, when it opens the window now

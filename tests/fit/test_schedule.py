@@ -20,7 +20,7 @@ def test_windows_from_the_config(compose_cfg):
     cfg = compose_cfg("stages=fast")
     assert restart_windows(list(cfg.stages.items())) == [Window(0, 0, 3), Window(1, 2, 2)]
     cfg = compose_cfg("stages=fast", "stages.rigid.turn_scales=[1.0,0.7]", "stages.rigid.restarts=6")
-    assert restart_windows(list(cfg.stages.items())) == [Window(0, 0, 6, 2), Window(1, 2, 2)]
+    assert restart_windows(list(cfg.stages.items())) == [Window(0, 0, 6, (1.0, 0.7)), Window(1, 2, 2)]
     cfg = compose_cfg("stages=fast", "stages.rigid.restarts=1")
     assert restart_windows(list(cfg.stages.items())) == [Window(1, 2, 2)]
     assert capped(500, None) == 500 and capped(500, 3) == 3
@@ -59,7 +59,7 @@ def test_later_restarts_of_a_hypothesis_stage_try_the_next_best_hypothesis():
 
 
 def test_restarts_with_turn_scales_run_each_hypothesis_with_every_scale():
-    rs = Restarts([Window(0, 0, 6, 2)])
+    rs = Restarts([Window(0, 0, 6, (1.0, 0.7))])
     scales = [1.0, 0.7]
     rs.rank_hypotheses(0, [0.3, 0.1, 0.2, 0.4])  # ranking [1, 2, 0, 3]
     runs = []
@@ -71,12 +71,12 @@ def test_restarts_with_turn_scales_run_each_hypothesis_with_every_scale():
 
 
 def test_the_kept_restart_records_its_turn_scale():
-    rs = Restarts([Window(0, 0, 4, 2)])
+    rs = Restarts([Window(0, 0, 4, (1.0, 0.7))])
     rs.restart, rs.best = 3, (0.5, {"restart": 3}, 0.8)
-    assert rs.turn_label([1.0, 0.7]) == ", turn x0.7"
-    assert rs.keep_best("rigid", [1.0, 0.7]) == {"restart": 3}
+    assert rs.turn_label() == ", turn x0.7" and rs.turn_label(0) == ", turn x1"
+    assert rs.keep_best("rigid") == {"restart": 3}
     assert rs.kept == [{"stage": "rigid", "restart": 4, "of": 4, "score": 0.5, "mask_iou": 0.8, "turn_scale": 0.7}]
     one = Restarts([Window(0, 0, 3)])
     one.best = (0.5, {"restart": 1}, 0.8)
-    one.keep_best("rigid", [1.0])
-    assert "turn_scale" not in one.kept[0] and one.turn_label([1.0]) == ""
+    one.keep_best("rigid")
+    assert "turn_scale" not in one.kept[0] and one.turn_label() == ""
