@@ -1,13 +1,15 @@
 """Which keypoints a fit transfers worst, and how often it carries them to the other side's.
 
-    uv run python experiments/keypoint_sides.py RUN_FOLDER [CLIP_FOLDER]
+    uv run python experiments/keypoint_sides.py RUN_FOLDER [CLIP_FOLDER] [--segments N]
 
 For a clip with BADJA keypoints (default ``../shared/data/davis_camel``), the per-keypoint
 PCK of the keypoint transfer `python -m lasr.evaluate` scores, and for the legs the share
 of transfers that missed and landed within the threshold of the *other* leg's keypoint
 (the left front foot carried to where the right front foot is). A fit whose legs on one
 side stand in for the legs on the other, or whose left and right legs are one sheet on the
-mirror plane, scores high there.
+mirror plane, scores high there. With ``--segments N`` the clip is cut into N stretches of
+frames and the PCK of the transfers from each stretch to each is printed, for the legs and
+for the rest of the body: where in the clip (between which views) the transfers fail.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -27,10 +31,11 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run")
     ap.add_argument("clip", nargs="?", default=str(Path(__file__).resolve().parents[2] / "shared/data/davis_camel"))
+    ap.add_argument("--segments", type=int, default=0, help="PCK between N stretches of the clip")
     a = ap.parse_args(argv)
     from lasr.evaluate import evaluate
 
-    res = evaluate(a.run, a.clip, do_iou=False, partners=PARTNERS)
+    res = evaluate(a.run, a.clip, do_iou=False, partners=PARTNERS, per_pair=a.segments > 0)
     kp = res["keypoints"]
     if kp is None:
         print(f"{a.clip} has no keypoints"); return 1
@@ -43,7 +48,41 @@ def main(argv=None) -> int:
     if legs:
         print(f"legs: PCK {sum(kp['per_keypoint'][k] for k in legs) / len(legs):.2f}, "
               f"on the other leg {sum(swapped.values()) / len(legs):.2f} (unweighted means over {len(legs)} keypoints)")
+    if a.segments > 0:
+        print_segments(kp, a.segments)
     return 0
+
+
+def segment_pck(frames, tests, hits, edges, keypoints):
+    """``(S, S)`` PCK of the transfers from the frames in ``[edges[s], edges[s + 1])`` to those
+    in stretch ``t``, over ``keypoints`` (NaN where none was tested), from
+    :func:`lasr.evaluate.keypoint_transfer`'s ``per_pair`` outcomes."""
+    seg = np.searchsorted(edges, np.asarray(frames), side="right") - 1
+    S = len(edges) - 1
+    ks = [k for k in keypoints if k < tests.shape[2]]
+    t = tests[:, :, ks].sum(2)
+    h = hits[:, :, ks].sum(2)
+    out = np.full((S, S), np.nan)
+    for s in range(S):
+        for u in range(S):
+            n = t[np.ix_(seg == s, seg == u)].sum()
+            if n:
+                out[s, u] = h[np.ix_(seg == s, seg == u)].sum() / n
+    return out
+
+
+def print_segments(kp: dict, n: int) -> None:
+    frames = kp["pair_frames"]
+    edges = np.linspace(frames[0], frames[-1] + 1, n + 1).round().astype(int)
+    K = kp["pair_tests"].shape[2]
+    groups = {"the legs": sorted(PARTNERS), "the rest of the body": [k for k in range(K) if k not in PARTNERS]}
+    for name, ks in groups.items():
+        table = segment_pck(frames, kp["pair_tests"], kp["pair_hits"], edges, ks)
+        print(f"PCK of the transfers of {name}, from the frames of a row to those of a column:")
+        print("  from \\ to " + " ".join(f"{edges[u]:>3d}-{edges[u + 1] - 1:<3d}" for u in range(n)))
+        for s in range(n):
+            print(f"  {edges[s]:>3d}-{edges[s + 1] - 1:<3d}    " + " ".join(
+                "   -   " if np.isnan(x) else f"  {x:.2f} " for x in table[s]))
 
 
 if __name__ == "__main__":

@@ -327,6 +327,32 @@ def test_keypoint_transfer_counts_transfers_that_land_on_the_partner():
     assert "per_keypoint_swapped" not in E.keypoint_transfer(meshes, {0: K, 1: K}, kps, {0: 900.0, 1: 900.0}, (64, 64))
 
 
+def test_keypoint_transfer_per_pair_outcomes():
+    """Three frames of a still sphere: keypoint 0 stays on one surface point (every transfer
+    hits), keypoint 1 is labelled elsewhere in frame 2 (its transfers to and from frame 2
+    miss, those between 0 and 1 hit), keypoint 2 is hidden in frame 1 (not tested to or from
+    it). The per-pair outcomes say exactly that and add up to the pooled PCK."""
+    V, F = uv_sphere()
+    meshes = {f: (V + [0, 0, 4.0], F) for f in (0, 1, 2)}
+    K = (60.0, 60.0, 31.5, 31.5)
+    c = 31.5
+    base = np.array([[c, c, 1], [c - 10, c, 1], [c + 10, c, 1]])
+    kps = {0: base.copy(), 1: base.copy(), 2: base.copy()}
+    kps[2][1, :2] = (c + 10, c - 10)
+    kps[1][2, 2] = 0
+    res = E.keypoint_transfer(meshes, {f: K for f in meshes}, kps, {f: 900.0 for f in meshes}, (64, 64), per_pair=True)
+    assert res["pair_frames"] == [0, 1, 2]
+    tests, hits = res["pair_tests"], res["pair_hits"]
+    assert tests.shape == hits.shape == (3, 3, 3) and not tests[[0, 1, 2], [0, 1, 2]].any()
+    assert tests[:, :, 0].sum() == 6 and hits[:, :, 0].sum() == 6
+    assert hits[0, 1, 1] and hits[1, 0, 1] and not hits[:, 2, 1].any() and not hits[2, :, 1].any()
+    assert tests[:, :, 1].sum() == 6
+    assert not tests[1, :, 2].any() and not tests[:, 1, 2].any() and tests[0, 2, 2] and hits[2, 0, 2]
+    assert hits.sum() / tests.sum() == res["pck"]
+    assert "pair_hits" not in E.keypoint_transfer(meshes, {f: K for f in meshes}, kps, {f: 900.0 for f in meshes},
+                                                  (64, 64))
+
+
 # ----------------------------------------------------------------------------
 # I/O and command line
 # ----------------------------------------------------------------------------

@@ -210,7 +210,8 @@ def _mask_intrinsics(used, mdir, gcams, pcams, warnings):
 
 
 def evaluate(pred_dir, gt_dir, frames=None, *, keypoints=None, n_points: int = 20000, icp_points: int = 5000,
-             iters: int = 40, do_iou: bool = True, verbose: bool = False, partners: dict | None = None) -> dict:
+             iters: int = 40, do_iou: bool = True, verbose: bool = False, partners: dict | None = None,
+             per_pair: bool = False) -> dict:
     """Score a prediction against a clip; returns the result dict.
 
     A clip with true meshes (``gt/meshes``) gets every figure; a real clip with masks
@@ -223,6 +224,8 @@ def evaluate(pred_dir, gt_dir, frames=None, *, keypoints=None, n_points: int = 2
         keypoints: a keypoints.json path (default ``gt/keypoints.json`` when present; ``False`` to skip).
         partners: ``{keypoint: its partner on the other side of the body}`` for the transfer's
             ``per_keypoint_swapped`` (see :func:`keypoint_transfer`).
+        per_pair: keep every frame pair's transfer outcome per keypoint in ``keypoints``
+            (``pair_frames``, ``pair_tests``, ``pair_hits``: see :func:`keypoint_transfer`).
     Returns:
         ``summary`` (with 3D truth: per_frame / sequence ``chamfer_pct``, ``f2``, ``f5``,
         ``drift_deg``, ``turn_err_deg``, ``per_frame_scale_cv``; always: ``mask_iou``,
@@ -313,7 +316,7 @@ def evaluate(pred_dir, gt_dir, frames=None, *, keypoints=None, n_points: int = 2
                 warnings.append(f"keypoint transfer on {len(use)} of {len(used)} frames (keypoints or masks missing)")
             kp_res = keypoint_transfer({i: meshes[i] for i in use}, {i: Ks[i] for i in use},
                                        {i: kps[i] for i in use}, {i: float(masks[i].sum()) for i in use}, size,
-                                       partners=partners)
+                                       partners=partners, per_pair=per_pair)
             for row in rows:
                 if row["frame"] in kp_res["per_frame"]:
                     row["pck"] = kp_res["per_frame"][row["frame"]]

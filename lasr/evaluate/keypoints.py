@@ -33,7 +33,7 @@ def read_keypoints(path) -> dict[int, np.ndarray]:
 
 
 def keypoint_transfer(meshes: dict, cams: dict, keypoints: dict, mask_areas: dict, size: tuple[int, int],
-                      alpha: float = PCK_ALPHA, partners: dict[int, int] | None = None) -> dict:
+                      alpha: float = PCK_ALPHA, partners: dict[int, int] | None = None, per_pair: bool = False) -> dict:
     """BADJA-style keypoint transfer through the predicted meshes.
 
     For every ordered pair of frames ``(i, j)``, ``i != j``, and every keypoint
@@ -56,11 +56,15 @@ def keypoint_transfer(meshes: dict, cams: dict, keypoints: dict, mask_areas: dic
             the right one): a miss of ``k`` within the threshold of its partner's true
             position in frame ``j`` is counted in ``per_keypoint_swapped`` (the fit carried
             the point to the other leg).
+        per_pair: also return each ordered frame pair's outcome per keypoint, to see between
+            which frames and for which keypoints the transfers fail.
     Returns:
         ``{"pck": pooled fraction, "pairs": n ordered pairs, "tests": n keypoint tests,
         "per_frame": {i: PCK of the transfers from frame i}, "per_keypoint": {k: PCK of
         keypoint k's transfers}, "snapped": n}``, and with ``partners`` ``"per_keypoint_swapped":
-        {k: share of k's transfers that landed on its partner instead}``.
+        {k: share of k's transfers that landed on its partner instead}``; with ``per_pair``,
+        ``"pair_frames"`` (the F frames scored, in order), ``"pair_tests"`` and ``"pair_hits"``:
+        ``(F, F, K)`` bool, keypoint ``k`` tested / correct when carried from frame ``a`` to ``b``.
     """
     from scipy.ndimage import distance_transform_edt
 
@@ -91,11 +95,13 @@ def keypoint_transfer(meshes: dict, cams: dict, keypoints: dict, mask_areas: dic
     k_hits = np.zeros(max(len(k) for k in keypoints.values()), dtype=np.int64)
     k_tests = np.zeros_like(k_hits)
     k_swaps = np.zeros_like(k_hits)
+    pair_tests = np.zeros((len(frames), len(frames), len(k_hits)), dtype=bool)
+    pair_hits = np.zeros_like(pair_tests)
     partners = partners or {}
-    for i in frames:
+    for a, i in enumerate(frames):
         face, bary, vis_i = src[i]
         h_i = t_i = 0
-        for j in frames:
+        for b, j in enumerate(frames):
             if j == i:
                 continue
             Vj, Fj = meshes[j]
@@ -116,6 +122,8 @@ def keypoint_transfer(meshes: dict, cams: dict, keypoints: dict, mask_areas: dic
                     if (o is not None and not ok[k] and o < len(kp_j) and kp_j[o, 2] > 0
                             and np.linalg.norm(uv[n] - kp_j[o, :2]) < thr and z[n] > NEAR):
                         k_swaps[k] += 1
+            pair_tests[a, b, : len(use)] = use
+            pair_hits[a, b, : len(use)] = ok & use
             h_i += int(ok[use].sum())
             t_i += int(use.sum())
             k_hits[: len(use)] += ok & use
@@ -126,6 +134,8 @@ def keypoint_transfer(meshes: dict, cams: dict, keypoints: dict, mask_areas: dic
     per_keypoint = {k: float(k_hits[k] / k_tests[k]) for k in np.flatnonzero(k_tests).tolist()}
     out = {"pck": hits / tests if tests else None, "pairs": len(frames) * (len(frames) - 1), "tests": tests,
            "per_frame": per_frame, "per_keypoint": per_keypoint, "snapped": snapped, "alpha": alpha}
+    if per_pair:
+        out.update(pair_frames=list(frames), pair_tests=pair_tests, pair_hits=pair_hits)
     if partners:
         out["per_keypoint_swapped"] = {k: float(k_swaps[k] / k_tests[k]) for k in np.flatnonzero(k_tests).tolist()
                                        if k in partners}
