@@ -54,9 +54,10 @@ def main(argv=None) -> int:
 
 
 def segment_pck(frames, tests, hits, edges, keypoints):
-    """``(S, S)`` PCK of the transfers from the frames in ``[edges[s], edges[s + 1])`` to those
-    in stretch ``t``, over ``keypoints`` (NaN where none was tested), from
-    :func:`lasr.evaluate.keypoint_transfer`'s ``per_pair`` outcomes."""
+    """``(S, S)``: entry ``[s, u]`` is the PCK over ``keypoints`` of the transfers from the
+    frames of stretch ``s`` (``edges[s] <= frame < edges[s + 1]``) to those of stretch ``u``
+    (NaN where none was tested), from :func:`lasr.evaluate.keypoint_transfer`'s ``per_pair``
+    outcomes (``frames``, ``tests``, ``hits``)."""
     seg = np.searchsorted(edges, np.asarray(frames), side="right") - 1
     S = len(edges) - 1
     ks = [k for k in keypoints if k < tests.shape[2]]
