@@ -1,6 +1,6 @@
 """Which keypoints a fit transfers worst, and how often it carries them to the other side's.
 
-    uv run python experiments/keypoint_sides.py RUN_FOLDER [CLIP_FOLDER] [--segments N]
+    uv run python experiments/keypoint_sides.py RUN_FOLDER [CLIP_FOLDER] [--segments N] [--halves]
 
 For a clip with BADJA keypoints (default ``../shared/data/davis_camel``), the per-keypoint
 PCK of the keypoint transfer `python -m lasr.evaluate` scores, and for the legs the share
@@ -9,7 +9,10 @@ of transfers that missed and landed within the threshold of the *other* leg's ke
 side stand in for the legs on the other, or whose left and right legs are one sheet on the
 mirror plane, scores high there. With ``--segments N`` the clip is cut into N stretches of
 frames and the PCK of the transfers from each stretch to each is printed, for the legs and
-for the rest of the body: where in the clip (between which views) the transfers fail.
+for the rest of the body: where in the clip (between which views) the transfers fail. With
+``--halves``, where on the rest shape each leg keypoint is picked, across its mirror plane
+``x = 0``: a fit whose legs are left-right pairs picks a left leg's keypoints on one half
+and the right one's on the other.
 """
 
 from __future__ import annotations
@@ -32,10 +35,11 @@ def main(argv=None) -> int:
     ap.add_argument("run")
     ap.add_argument("clip", nargs="?", default=str(Path(__file__).resolve().parents[2] / "shared/data/davis_camel"))
     ap.add_argument("--segments", type=int, default=0, help="PCK between N stretches of the clip")
+    ap.add_argument("--halves", action="store_true", help="which half of the rest shape each leg keypoint is picked on")
     a = ap.parse_args(argv)
     from lasr.evaluate import evaluate
 
-    res = evaluate(a.run, a.clip, do_iou=False, partners=PARTNERS, per_pair=a.segments > 0)
+    res = evaluate(a.run, a.clip, do_iou=False, partners=PARTNERS, per_pair=a.segments > 0 or a.halves)
     kp = res["keypoints"]
     if kp is None:
         print(f"{a.clip} has no keypoints"); return 1
@@ -50,7 +54,40 @@ def main(argv=None) -> int:
               f"on the other leg {sum(swapped.values()) / len(legs):.2f} (unweighted means over {len(legs)} keypoints)")
     if a.segments > 0:
         print_segments(kp, a.segments)
+    if a.halves:
+        print_halves(kp, a.run, a.clip)
     return 0
+
+
+def rest_sides(picked: dict, keypoints: dict, rest: np.ndarray, faces: np.ndarray, keys, margin: float) -> dict:
+    """``{k: (share at x < -margin, share within margin, share at x > margin, mean x)}``: where
+    on the rest shape (``rest``, ``faces``; x across its mirror plane) keypoint ``k`` was
+    picked (``picked``: :func:`lasr.evaluate.keypoint_transfer`'s ``{frame: (face, bary)}``)
+    over the frames where ``keypoints[frame]`` has it visible."""
+    out = {}
+    for k in keys:
+        xs = np.array([float(bary[k] @ rest[faces[face[k]], 0]) for f, (face, bary) in sorted(picked.items())
+                       if f in keypoints and k < len(face) and keypoints[f][k, 2] > 0 and face[k] >= 0])
+        if len(xs):
+            out[k] = (float((xs < -margin).mean()), float((np.abs(xs) <= margin).mean()),
+                      float((xs > margin).mean()), float(xs.mean()))
+    return out
+
+
+def print_halves(kp: dict, run: str, clip: str) -> None:
+    from lasr.evaluate import read_keypoints
+    from lasr.io.final import final_dir
+    from lasr.io.obj import read_obj
+
+    rest, faces = read_obj(final_dir(run) / "rest.obj")[:2]
+    margin = 0.05 * float(np.abs(rest[:, 0]).max())
+    sides = rest_sides(kp["picked"], read_keypoints(Path(clip) / "gt" / "keypoints.json"), rest, faces,
+                       sorted(PARTNERS), margin)
+    print(f"where each leg keypoint is picked on the rest shape: share of its frames at x < -{margin:.3f}, "
+          f"within, at x > {margin:.3f} (5 % of the half-width), and its mean x:")
+    for a, b in LEGS.items():
+        print("  " + "    ".join(f"#{k:2d} {sides[k][0]:.2f} / {sides[k][1]:.2f} / {sides[k][2]:.2f} ({sides[k][3]:+.2f})"
+                                 if k in sides else f"#{k:2d} not visible" for k in (a, b)))
 
 
 def segment_pck(frames, tests, hits, edges, keypoints):

@@ -26,3 +26,19 @@ def test_segment_pck_pools_the_transfers_between_stretches():
     assert np.allclose(foot, [[0.0, 0.0], [0.0, 0.0]])  # tested where visible, never right
     none = ks.segment_pck(frames, np.zeros_like(tests), hits, np.array([0, 2, 4]), [8])
     assert np.isnan(none).all()
+
+
+def test_rest_sides_says_which_half_of_the_rest_shape_a_keypoint_is_picked_on():
+    ks = experiment("keypoint_sides")
+    rest = np.array([[-1.0, 0, 0], [-1.0, 1, 0], [-1.0, 0, 1], [1.0, 0, 0], [1.0, 1, 0], [1.0, 0, 1],
+                     [0.0, 0, 0], [0.0, 1, 0], [0.0, 0, 1]])
+    faces = np.array([[0, 1, 2], [3, 4, 5], [6, 7, 8]])  # at x = -1, x = +1, on the plane
+    third = np.full((2, 3), 1 / 3)
+    picked = {0: (np.array([0, 1]), third), 1: (np.array([0, 2]), third), 2: (np.array([1, -1]), third),
+              3: (np.array([0, 1]), third)}
+    kps = {f: np.array([[0, 0, 1], [0, 0, 1]], dtype=float) for f in picked}
+    kps[3][1, 2] = 0  # keypoint 1 hidden in frame 3: its pick there does not count
+    out = ks.rest_sides(picked, kps, rest, faces, [0, 1, 5], margin=0.1)
+    assert set(out) == {0, 1}  # keypoint 5 is never picked
+    assert np.allclose(out[0], (0.75, 0.0, 0.25, -0.5))  # frames 0, 1, 3 at x = -1, frame 2 at +1
+    assert np.allclose(out[1], (0.0, 0.5, 0.5, 0.5))  # frame 0 at +1, frame 1 on the plane, frame 2 not picked

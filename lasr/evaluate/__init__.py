@@ -225,7 +225,7 @@ def evaluate(pred_dir, gt_dir, frames=None, *, keypoints=None, n_points: int = 2
         partners: ``{keypoint: its partner on the other side of the body}`` for the transfer's
             ``per_keypoint_swapped`` (see :func:`keypoint_transfer`).
         per_pair: keep every frame pair's transfer outcome per keypoint in ``keypoints``
-            (``pair_frames``, ``pair_tests``, ``pair_hits``: see :func:`keypoint_transfer`).
+            (``pair_frames``, ``pair_tests``, ``pair_hits``, ``picked``: see :func:`keypoint_transfer`).
     Returns:
         ``summary`` (with 3D truth: per_frame / sequence ``chamfer_pct``, ``f2``, ``f5``,
         ``drift_deg``, ``turn_err_deg``, ``per_frame_scale_cv``; always: ``mask_iou``,

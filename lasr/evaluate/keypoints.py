@@ -64,7 +64,9 @@ def keypoint_transfer(meshes: dict, cams: dict, keypoints: dict, mask_areas: dic
         keypoint k's transfers}, "snapped": n}``, and with ``partners`` ``"per_keypoint_swapped":
         {k: share of k's transfers that landed on its partner instead}``; with ``per_pair``,
         ``"pair_frames"`` (the F frames scored, in order), ``"pair_tests"`` and ``"pair_hits"``:
-        ``(F, F, K)`` bool, keypoint ``k`` tested / correct when carried from frame ``a`` to ``b``.
+        ``(F, F, K)`` bool, keypoint ``k`` tested / correct when carried from frame ``a`` to ``b``,
+        and ``"picked"``: ``{frame: (face (K,), barycentrics (K, 3))}``, the surface point each
+        keypoint was picked on (face -1: none).
     """
     from scipy.ndimage import distance_transform_edt
 
@@ -135,7 +137,8 @@ def keypoint_transfer(meshes: dict, cams: dict, keypoints: dict, mask_areas: dic
     out = {"pck": hits / tests if tests else None, "pairs": len(frames) * (len(frames) - 1), "tests": tests,
            "per_frame": per_frame, "per_keypoint": per_keypoint, "snapped": snapped, "alpha": alpha}
     if per_pair:
-        out.update(pair_frames=list(frames), pair_tests=pair_tests, pair_hits=pair_hits)
+        out.update(pair_frames=list(frames), pair_tests=pair_tests, pair_hits=pair_hits,
+                   picked={i: (src[i][0], src[i][1]) for i in frames})
     if partners:
         out["per_keypoint_swapped"] = {k: float(k_swaps[k] / k_tests[k]) for k in np.flatnonzero(k_tests).tolist()
                                        if k in partners}
