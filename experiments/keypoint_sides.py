@@ -111,6 +111,8 @@ def segment_pck(frames, tests, hits, edges, keypoints):
 
 def print_segments(kp: dict, n: int) -> None:
     frames = kp["pair_frames"]
+    if not frames:
+        print("no keypoint transfers to split"); return
     edges = np.linspace(frames[0], frames[-1] + 1, n + 1).round().astype(int)
     K = kp["pair_tests"].shape[2]
     groups = {"the legs": sorted(PARTNERS), "the rest of the body": [k for k in range(K) if k not in PARTNERS]}

@@ -356,6 +356,8 @@ def test_keypoint_transfer_per_pair_outcomes():
         assert np.allclose(60.0 * X[:, :2] / X[:, 2:] + c, kps[f][:, :2], atol=1e-3)
     assert "pair_hits" not in E.keypoint_transfer(meshes, {f: K for f in meshes}, kps, {f: 900.0 for f in meshes},
                                                   (64, 64))
+    none = E.keypoint_transfer(meshes, {}, kps, {}, (64, 64), per_pair=True)  # no frame to score
+    assert none["pck"] is None and none["pair_frames"] == [] and none["pair_tests"].size == 0 and none["picked"] == {}
 
 
 # ----------------------------------------------------------------------------

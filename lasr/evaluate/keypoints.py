@@ -64,7 +64,8 @@ def keypoint_transfer(meshes: dict, cams: dict, keypoints: dict, mask_areas: dic
         keypoint k's transfers}, "snapped": n}``, and with ``partners`` ``"per_keypoint_swapped":
         {k: share of k's transfers that landed on its partner instead}``; with ``per_pair``,
         ``"pair_frames"`` (the F frames scored, in order), ``"pair_tests"`` and ``"pair_hits"``:
-        ``(F, F, K)`` bool, keypoint ``k`` tested / correct when carried from frame ``a`` to ``b``,
+        ``(F, F, K)`` bool, keypoint ``k`` tested / correct when carried from frame
+        ``pair_frames[a]`` to ``pair_frames[b]`` (entry ``[a, b, k]``),
         and ``"picked"``: ``{frame: (face (K,), barycentrics (K, 3))}``, the surface point each
         keypoint was picked on (face -1: none).
     """
@@ -73,7 +74,11 @@ def keypoint_transfer(meshes: dict, cams: dict, keypoints: dict, mask_areas: dic
     frames = [f for f in sorted(meshes) if f in keypoints and f in cams]
     W, H = size
     if not frames:
-        return {"pck": None, "pairs": 0, "tests": 0, "per_frame": {}, "per_keypoint": {}, "snapped": 0}
+        empty = {"pck": None, "pairs": 0, "tests": 0, "per_frame": {}, "per_keypoint": {}, "snapped": 0}
+        if per_pair:
+            empty.update(pair_frames=[], pair_tests=np.zeros((0, 0, 0), dtype=bool),
+                         pair_hits=np.zeros((0, 0, 0), dtype=bool), picked={})
+        return empty
     src = {}
     snapped = 0
     for i in frames:
