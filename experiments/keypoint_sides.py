@@ -55,34 +55,32 @@ def main(argv=None) -> int:
     if a.segments > 0:
         print_segments(kp, a.segments)
     if a.halves:
-        print_halves(kp, a.run, a.clip)
+        print_halves(kp, a.run)
     return 0
 
 
-def rest_sides(picked: dict, keypoints: dict, rest: np.ndarray, faces: np.ndarray, keys, margin: float) -> dict:
+def rest_sides(picked: dict, rest: np.ndarray, faces: np.ndarray, keys, margin: float) -> dict:
     """``{k: (share at x < -margin, share within margin, share at x > margin, mean x)}``: where
     on the rest shape (``rest``, ``faces``; x across its mirror plane) keypoint ``k`` was
-    picked (``picked``: :func:`lasr.evaluate.keypoint_transfer`'s ``{frame: (face, bary)}``)
-    over the frames where ``keypoints[frame]`` has it visible."""
+    picked (``picked``: :func:`lasr.evaluate.keypoint_transfer`'s ``{frame: (face, bary,
+    visible)}``) over the frames where it is visible."""
     out = {}
     for k in keys:
-        xs = np.array([float(bary[k] @ rest[faces[face[k]], 0]) for f, (face, bary) in sorted(picked.items())
-                       if f in keypoints and k < len(face) and keypoints[f][k, 2] > 0 and face[k] >= 0])
+        xs = np.array([float(bary[k] @ rest[faces[face[k]], 0]) for _, (face, bary, vis) in sorted(picked.items())
+                       if k < len(face) and vis[k] and face[k] >= 0])
         if len(xs):
             out[k] = (float((xs < -margin).mean()), float((np.abs(xs) <= margin).mean()),
                       float((xs > margin).mean()), float(xs.mean()))
     return out
 
 
-def print_halves(kp: dict, run: str, clip: str) -> None:
-    from lasr.evaluate import read_keypoints
+def print_halves(kp: dict, run: str) -> None:
     from lasr.io.final import final_dir
     from lasr.io.obj import read_obj
 
     rest, faces = read_obj(final_dir(run) / "rest.obj")[:2]
     margin = 0.05 * float(np.abs(rest[:, 0]).max())
-    sides = rest_sides(kp["picked"], read_keypoints(Path(clip) / "gt" / "keypoints.json"), rest, faces,
-                       sorted(PARTNERS), margin)
+    sides = rest_sides(kp["picked"], rest, faces, sorted(PARTNERS), margin)
     print(f"where each leg keypoint is picked on the rest shape: share of its frames at x < -{margin:.3f}, "
           f"within, at x > {margin:.3f} (5 % of the half-width), and its mean x:")
     for a, b in LEGS.items():

@@ -350,8 +350,9 @@ def test_keypoint_transfer_per_pair_outcomes():
     assert not tests[1, :, 2].any() and not tests[:, 1, 2].any() and tests[0, 2, 2] and hits[2, 0, 2]
     assert hits.sum() / tests.sum() == res["pck"]
     for f in meshes:  # the surface point each keypoint was picked on projects onto it
-        face, bary = res["picked"][f]
+        face, bary, visible = res["picked"][f]
         assert (face >= 0).all() and np.allclose(bary.sum(1), 1.0)
+        assert np.array_equal(visible, kps[f][:, 2] > 0)
         X = (bary[:, :, None] * meshes[f][0][F[face]]).sum(1)
         assert np.allclose(60.0 * X[:, :2] / X[:, 2:] + c, kps[f][:, :2], atol=1e-3)
     assert "pair_hits" not in E.keypoint_transfer(meshes, {f: K for f in meshes}, kps, {f: 900.0 for f in meshes},

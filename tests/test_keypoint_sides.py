@@ -34,11 +34,11 @@ def test_rest_sides_says_which_half_of_the_rest_shape_a_keypoint_is_picked_on():
                      [0.0, 0, 0], [0.0, 1, 0], [0.0, 0, 1]])
     faces = np.array([[0, 1, 2], [3, 4, 5], [6, 7, 8]])  # at x = -1, x = +1, on the plane
     third = np.full((2, 3), 1 / 3)
-    picked = {0: (np.array([0, 1]), third), 1: (np.array([0, 2]), third), 2: (np.array([1, -1]), third),
-              3: (np.array([0, 1]), third)}
-    kps = {f: np.array([[0, 0, 1], [0, 0, 1]], dtype=float) for f in picked}
-    kps[3][1, 2] = 0  # keypoint 1 hidden in frame 3: its pick there does not count
-    out = ks.rest_sides(picked, kps, rest, faces, [0, 1, 5], margin=0.1)
+    seen = np.array([True, True])
+    picked = {0: (np.array([0, 1]), third, seen), 1: (np.array([0, 2]), third, seen),
+              2: (np.array([1, -1]), third, seen),
+              3: (np.array([0, 1]), third, np.array([True, False]))}  # keypoint 1 hidden in frame 3: not counted
+    out = ks.rest_sides(picked, rest, faces, [0, 1, 5], margin=0.1)
     assert set(out) == {0, 1}  # keypoint 5 is never picked
     assert np.allclose(out[0], (0.75, 0.0, 0.25, -0.5))  # frames 0, 1, 3 at x = -1, frame 2 at +1
     assert np.allclose(out[1], (0.0, 0.5, 0.5, 0.5))  # frame 0 at +1, frame 1 on the plane, frame 2 not picked

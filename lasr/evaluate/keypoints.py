@@ -66,8 +66,8 @@ def keypoint_transfer(meshes: dict, cams: dict, keypoints: dict, mask_areas: dic
         ``"pair_frames"`` (the F frames scored, in order), ``"pair_tests"`` and ``"pair_hits"``:
         ``(F, F, K)`` bool, keypoint ``k`` tested / correct when carried from frame
         ``pair_frames[a]`` to ``pair_frames[b]`` (entry ``[a, b, k]``),
-        and ``"picked"``: ``{frame: (face (K,), barycentrics (K, 3))}``, the surface point each
-        keypoint was picked on (face -1: none).
+        and ``"picked"``: ``{frame: (face (K,), barycentrics (K, 3), visible (K,))}``, the surface
+        point each keypoint was picked on (face -1: none) and whether it is visible there.
     """
     from scipy.ndimage import distance_transform_edt
 
@@ -143,7 +143,7 @@ def keypoint_transfer(meshes: dict, cams: dict, keypoints: dict, mask_areas: dic
            "per_frame": per_frame, "per_keypoint": per_keypoint, "snapped": snapped, "alpha": alpha}
     if per_pair:
         out.update(pair_frames=list(frames), pair_tests=pair_tests, pair_hits=pair_hits,
-                   picked={i: (src[i][0], src[i][1]) for i in frames})
+                   picked={i: src[i] for i in frames})
     if partners:
         out["per_keypoint_swapped"] = {k: float(k_swaps[k] / k_tests[k]) for k in np.flatnonzero(k_tests).tolist()
                                        if k in partners}
