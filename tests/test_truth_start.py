@@ -1,0 +1,110 @@
+"""experiments/truth_start.py: the articulated stages started from a clip's truth."""
+
+import json
+
+import numpy as np
+import torch
+
+from lasr.io.obj import write_obj
+from tests.experiments import experiment
+from tests.fit.synth import ellipsoid_scene
+
+
+def _kabsch(a, b):
+    """R, t with R a + t = b (rows of (V,3) points)."""
+    ca, cb = a.mean(0), b.mean(0)
+    U, _, Vt = torch.linalg.svd((b - cb).T @ (a - ca))
+    D = torch.diag(torch.tensor([1.0, 1.0, float(torch.sign(torch.det(U @ Vt)))]))
+    R = U @ D @ Vt
+    return R, cb - R @ ca
+
+
+def _clip(tmp_path):
+    """The turning ellipsoid, rendered by the project, written as a clip with 3D truth: the
+    world frame is frame 0's camera frame."""
+    data, verts, F, K = ellipsoid_scene(T=6, size=64)
+    (tmp_path / "gt" / "meshes").mkdir(parents=True)
+    frames = []
+    for t, v in enumerate(verts):
+        write_obj(tmp_path / "gt" / "meshes" / f"{t:05d}.obj", v.numpy(), F.numpy())
+        R, tr = _kabsch(verts[0], v)
+        M = torch.eye(4)
+        M[:3, :3], M[:3, 3] = R, tr
+        frames.append({"frame": t, "fx": float(K[0]), "fy": float(K[1]), "cx": float(K[2]), "cy": float(K[3]),
+                       "width": 64, "height": 64, "world_to_camera": M.tolist()})
+    (tmp_path / "gt" / "cameras.json").write_text(json.dumps({"frames": frames}))
+    return data, verts
+
+
+def test_the_start_is_the_truth_and_the_stages_run_from_it(tmp_path):
+    ts = experiment("truth_start")
+    data, verts = _clip(tmp_path / "clip")
+    small = ["stages.refine.resolution=64", "train.max_steps_per_stage=3"]
+    posed = ts.run(data, tmp_path / "clip", tmp_path / "posed", True, small, log=lambda s: None)
+    radius = float(verts[0].std(0).norm())
+    assert posed["rms_start"] < 1e-3 * radius  # a rigid turn: the root holds it exactly
+    s = posed["start"]
+    assert s["chamfer_pct"] < 0.5 and s["f2"] > 0.99 and s["mask_iou"] > 0.9 and s["folds"] == 0.0, s
+    assert np.isfinite(posed["end"]["data_terms"]) and posed["end"]["f2"] > 0.9  # 3 steps keep it
+    rest = ts.run(data, tmp_path / "clip", tmp_path / "rest", False, [*small, "stages.articulate.resolution=64"],
+                  log=lambda s: None)
+    assert rest["rms_start"] < 1e-3 * radius and abs(rest["start"]["data_terms"] - s["data_terms"]) < 1e-6
+
+
+def test_the_data_terms_are_lowest_at_the_truth(tmp_path):
+    """The score the script prints: the true start against the same start grown by 10 %
+    about its centre, turned by 10 degrees, or with its focal length 10 % longer."""
+    ts = experiment("truth_start")
+    data, _ = _clip(tmp_path / "clip")
+    fitter = ts.make_fitter(data, tmp_path / "run", True, ["stages.refine.resolution=64"])
+    ts.start_from_truth(fitter, *ts.true_clip(tmp_path / "clip", data.num_frames), True)
+    stage = fitter.stages[-1][1]
+    truth = fitter.objective(stage)
+    m = fitter.model
+    state = {k: v.detach().clone() for k, v in m.state_dict().items()}
+    worse = []
+    for change in ("grow", "turn", "focal"):
+        with torch.no_grad():
+            if change == "grow":
+                c = m.rest_verts.mean(0)
+                m.rest_verts.copy_(c + 1.1 * (m.rest_verts - c))
+            elif change == "turn":
+                from lasr.geometry.rotations import axis_angle_to_matrix
+                R = axis_angle_to_matrix(torch.tensor([0.0, float(np.radians(10.0)), 0.0]))
+                m.rest_verts.copy_(m.rest_verts @ R.T.to(m.rest_verts.dtype))
+            else:
+                m.log_focal.add_(np.log(1.1))
+        worse.append(fitter.objective(stage))
+        m.load_state_dict(state)
+    assert min(worse) > truth * 1.2, (truth, worse)
+
+
+def test_a_finished_fit_is_scored_as_the_fitter_that_made_it(tmp_path):
+    """``--run``: the fit's last checkpoint, loaded into a fitter of its own stages, scores
+    what the fitter that wrote it scores."""
+    import torch
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from lasr.config import conf_dir
+    from lasr.fit import Fitter
+
+    ts = experiment("truth_start")
+    data, _ = _clip(tmp_path / "clip")
+    with initialize_config_dir(str(conf_dir()), version_base="1.3"):
+        cfg = compose("config", overrides=["stages=fast", "train.max_steps_per_stage=2", "train.progress=false",
+                                           "stages.rigid.hypotheses=1", "stages.rigid.restarts=1",
+                                           "stages.articulate.restarts=1", "stages.articulate.resolution=32",
+                                           "stages.refine.resolution=32", "stages.articulate.num_faces=null",
+                                           "stages.refine.num_faces=null"])
+    run = tmp_path / "run"
+    (run / ".hydra").mkdir(parents=True)
+    OmegaConf.save(cfg, run / ".hydra" / "config.yaml")
+    fitter = Fitter(cfg, data, run, torch.device("cpu"))
+    fitter.fit()
+    fitter.save_checkpoint("last.pt")
+    mine = ts.scores(fitter, tmp_path / "clip", None)
+    again = ts.score_fit(run, data, tmp_path / "clip")
+    assert set(mine) >= {"data_terms", "silhouette", "soft_iou", "flow", "flow_epe_px", "chamfer_pct", "f2"}
+    for k in mine:
+        assert abs(mine[k] - again[k]) <= 1e-6 * max(1.0, abs(mine[k])), (k, mine[k], again[k])
