@@ -1,6 +1,7 @@
 """Is it the objective or the way there? The articulated stages started from the truth.
 
-    uv run python experiments/truth_start.py CACHE CLIP [--from posed|rest] [--out DIR] [--frames 0:48:4] [KEY=VALUE ...]
+    uv run python experiments/truth_start.py CACHE CLIP [--from posed|rest] [--run RUN] [--frames 0:48:4]
+                                             [--out DIR] [KEY=VALUE ...]
 
 CACHE: the clip's preprocessing cache (the folder ``python -m preprocess ... cache_dir=C`` writes
 under C); CLIP: a folder with the true meshes in camera coordinates (``gt/meshes/%05d.obj``)
@@ -14,6 +15,9 @@ cameras the root and the true focal length the model's; then
   mesh of every frame (the truth as the model can hold it), and `refine` runs;
 - ``--from rest`` (the default): the bones start at rest (every frame in frame 0's pose),
   and `articulate` and `refine` run (no remesh, one run each).
+
+The stages train what they train in a fit (the rest shape and the root too: only the
+start is the truth).
 
 The stages are `fast`'s (KEY=VALUE overrides them, e.g. ``stages.refine.iters=100``), with
 the symmetry term off: the true rest shape is not mirror-symmetric about the model's x = 0
@@ -38,25 +42,28 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-def true_clip(clip: Path, num_frames: int):
-    """``(T, V, 3)`` true meshes in camera coordinates, their faces, ``(T, 4, 4)``
-    world-to-camera transforms and frame 0's camera (``fx``, ``cx``, ``cy``, ``width``)."""
+def true_clip(clip: Path, source_frames):
+    """The truth of the cache's frames (``source_frames``: the clip's frame of each):
+    ``(T, V, 3)`` true meshes in camera coordinates, their faces, ``(T, 4, 4)``
+    world-to-camera transforms and the first frame's camera (``fx``, ``cx``, ``cy``, ``width``)."""
     import numpy as np
     import torch
 
     from lasr.io.obj import read_obj
 
     gt = clip / "gt" if (clip / "gt").is_dir() else clip
-    cams = json.loads((gt / "cameras.json").read_text())["frames"]
-    if len(cams) < num_frames:
-        raise SystemExit(f"{gt / 'cameras.json'} has {len(cams)} frames, the cache {num_frames}")
+    cams = {int(c["frame"]): c for c in json.loads((gt / "cameras.json").read_text())["frames"]}
+    frames = [int(f) for f in source_frames]
+    missing = [f for f in frames if f not in cams or not (gt / "meshes" / f"{f:05d}.obj").exists()]
+    if missing:
+        raise SystemExit(f"{gt} has no true mesh or camera for frames {missing[:5]} of the cache")
     verts, faces = [], None
-    for t in range(num_frames):
-        v, faces = read_obj(gt / "meshes" / f"{t:05d}.obj")
+    for f in frames:
+        v, faces = read_obj(gt / "meshes" / f"{f:05d}.obj")
         verts.append(np.asarray(v))
-    M = torch.tensor(np.stack([np.asarray(c["world_to_camera"], dtype=np.float64) for c in cams[:num_frames]]))
+    M = torch.tensor(np.stack([np.asarray(cams[f]["world_to_camera"], dtype=np.float64) for f in frames]))
     return (torch.tensor(np.stack(verts), dtype=torch.float32), torch.as_tensor(np.asarray(faces), dtype=torch.long),
-            M.float(), cams[0])
+            M.float(), cams[frames[0]])
 
 
 def start_from_truth(fitter, verts_cam, faces, world_to_camera, cam0: dict, posed: bool) -> float:
@@ -68,6 +75,8 @@ def start_from_truth(fitter, verts_cam, faces, world_to_camera, cam0: dict, pose
     model, data = fitter.model, fitter.data
     R, t = world_to_camera[:, :3, :3], world_to_camera[:, :3, 3]
     world = torch.einsum("tji,tvj->tvi", R, verts_cam - t[:, None])  # R^T (x - t): the world frame
+    c = world[0].mean(0)  # centred on the rest shape, as a fit's (its regularisers scale with the radius)
+    world, t = world - c, t + R @ c
     H, W = data.image_size
     s = W / float(cam0.get("width") or W)  # the cache's pixels per true camera pixel
     f, cx, cy = cam0["fx"] * s, (cam0["cx"] + 0.5) * s - 0.5, (cam0["cy"] + 0.5) * s - 0.5
@@ -106,7 +115,8 @@ def scores(fitter, clip: Path, frames) -> dict:
     ids = torch.arange(T, device=fitter.device)
     direction = O.pair_direction(ids, torch.ones_like(ids), T)
     with torch.no_grad():
-        for chunk, d in zip(ids.split(8), direction.split(8)):
+        n = max(1, stage.batch_size)
+        for chunk, d in zip(ids.split(n), direction.split(n)):
             terms, diag = fitter.losses(stage, chunk, d, O.DATA_TERMS)
             for k, v in {**terms, **diag}.items():
                 out[k] = out.get(k, 0.0) + float(v) * len(chunk) / T
@@ -117,8 +127,9 @@ def scores(fitter, clip: Path, frames) -> dict:
             verts, f = model().numpy(), (model.focal() * max(H, W)).numpy()
         for k, v in enumerate(verts):
             write_obj(tmp / "meshes" / f"{k:05d}.obj", v, model.faces.numpy())
-        cams = [{"frame": k, "fx": float(f[min(k, len(f) - 1)]), "fy": float(f[min(k, len(f) - 1)]),
-                 "cx": (W - 1) / 2, "cy": (H - 1) / 2} for k in range(len(verts))]
+        src = fitter.data.source_frames.tolist()
+        cams = [{"frame": k, "source_frame": int(src[k]), "fx": float(f[min(k, len(f) - 1)]),
+                 "fy": float(f[min(k, len(f) - 1)]), "cx": (W - 1) / 2, "cy": (H - 1) / 2} for k in range(len(verts))]
         (tmp / "cameras.json").write_text(json.dumps({"width": W, "height": H, "frames": cams}))
         s = evaluate(tmp, clip, frames=frames, do_iou=False, keypoints=False)["summary"]
     out.update(chamfer_pct=s["per_frame"]["chamfer_pct"]["mean"], f2=s["per_frame"]["f2"]["mean"],
@@ -150,7 +161,7 @@ def run(data, clip: Path, run_dir: Path, posed: bool, overrides=(), frames=None,
     """Start `fast`'s articulated stages from the truth of ``clip``, fit, and score the start
     and the end: ``{"start": scores, "end": scores, "rms_start": float}``."""
     fitter = make_fitter(data, run_dir, posed, overrides)
-    verts, faces, M, cam0 = true_clip(clip, data.num_frames)
+    verts, faces, M, cam0 = true_clip(clip, data.source_frames)
     rms = start_from_truth(fitter, verts, faces, M, cam0, posed)
     start = scores(fitter, clip, frames)
     log(f"start: posed vertices {rms:.4f} from the truth (RMS); {_line(start)}")
