@@ -104,22 +104,26 @@ def scores(fitter, clip: Path, frames) -> dict:
     import torch
 
     from lasr.evaluate import evaluate
-    from lasr.io.obj import write_obj
-
     from lasr.fit import objective as O
+    from lasr.io.obj import write_obj
 
     stage = fitter.stages[-1][1]
     model, (H, W) = fitter.model, fitter.data.image_size
-    out = {"data_terms": fitter.objective(stage), "mask_iou": float(fitter.full_frame_iou().mean())}
-    T = fitter.data.num_frames  # each data term and the flow's end-point error (crop px) over every frame
-    ids = torch.arange(T, device=fitter.device)
+    fitter.prepare_crops(stage)
+    T = fitter.data.num_frames  # each data term and the flow's end-point error (crop px) over every frame,
+    ids = torch.arange(T, device=fitter.device)  # paired as Fitter.objective pairs them
     direction = O.pair_direction(ids, torch.ones_like(ids), T)
+    out, names = {}, set()
     with torch.no_grad():
         n = max(1, stage.batch_size)
         for chunk, d in zip(ids.split(n), direction.split(n)):
             terms, diag = fitter.losses(stage, chunk, d, O.DATA_TERMS)
+            names |= set(terms)
             for k, v in {**terms, **diag}.items():
                 out[k] = out.get(k, 0.0) + float(v) * len(chunk) / T
+    # Fitter.objective's score is linear in the terms' means: from them, not from a second pass
+    out["data_terms"] = float(O.weighted_total({k: out[k] for k in names}, stage.weights))
+    out["mask_iou"] = float(fitter.full_frame_iou().mean())
     with tempfile.TemporaryDirectory(prefix="truth_start_") as tmp:
         tmp = Path(tmp)
         (tmp / "meshes").mkdir()

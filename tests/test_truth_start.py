@@ -6,17 +6,9 @@ import numpy as np
 import torch
 
 from lasr.io.obj import write_obj
+from lasr.model.skinning import weighted_kabsch
 from tests.experiments import experiment
 from tests.fit.synth import ellipsoid_scene
-
-
-def _kabsch(a, b):
-    """R, t with R a + t = b (rows of (V,3) points)."""
-    ca, cb = a.mean(0), b.mean(0)
-    U, _, Vt = torch.linalg.svd((b - cb).T @ (a - ca))
-    D = torch.diag(torch.tensor([1.0, 1.0, float(torch.sign(torch.det(U @ Vt)))]))
-    R = U @ D @ Vt
-    return R, cb - R @ ca
 
 
 def _clip(tmp_path):
@@ -24,10 +16,10 @@ def _clip(tmp_path):
     world frame is frame 0's camera frame."""
     data, verts, F, K = ellipsoid_scene(T=5, size=48)
     (tmp_path / "gt" / "meshes").mkdir(parents=True)
+    Rs, ts = weighted_kabsch(verts[0], verts, torch.ones(verts.shape[1]))  # frame 0 -> frame t, rigid
     frames = []
-    for t, v in enumerate(verts):
+    for t, (v, R, tr) in enumerate(zip(verts, Rs, ts)):
         write_obj(tmp_path / "gt" / "meshes" / f"{t:05d}.obj", v.numpy(), F.numpy())
-        R, tr = _kabsch(verts[0], v)
         M = torch.eye(4)
         M[:3, :3], M[:3, 3] = R, tr
         frames.append({"frame": t, "fx": float(K[0]), "fy": float(K[1]), "cx": float(K[2]), "cy": float(K[3]),
@@ -105,6 +97,8 @@ def test_a_finished_fit_is_scored_as_the_fitter_that_made_it(tmp_path):
     fitter.fit()
     fitter.save_checkpoint("last.pt")
     mine = ts.scores(fitter, tmp_path / "clip", None)
+    # the score derived from the terms' means is the one the fit chooses its runs by
+    assert abs(mine["data_terms"] - fitter.objective(fitter.stages[-1][1])) <= 1e-6 * mine["data_terms"]
     again = ts.score_fit(run, data, tmp_path / "clip")
     assert set(mine) >= {"data_terms", "silhouette", "soft_iou", "flow", "flow_epe_px", "chamfer_pct", "f2"}
     for k in mine:
