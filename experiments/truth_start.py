@@ -23,8 +23,9 @@ The stages are `fast`'s (KEY=VALUE overrides them, e.g. ``stages.refine.iters=10
 the symmetry term off: the true rest shape is not mirror-symmetric about the model's x = 0
 plane. Printed at the start and at the end: the data terms the fit is steered and chosen by
 (silhouette, soft IoU, flow over every frame: ``Fitter.objective`` of `refine`, and each
-term), the flow's end-point error in crop pixels, the full-frame mask IoU and the 3D
-figures (``python -m lasr.evaluate``); ``--run RUN`` scores a finished fit of the same cache
+term), the flow's end-point error in crop pixels, the full-frame mask IoU, the 3D
+figures (``python -m lasr.evaluate``) and the bones' motion over the clip (its energy and
+how many motions it mixes: :func:`motion_spectrum`); ``--run RUN`` scores a finished fit of the same cache
 the same way first. A start that scores
 lower data terms than the fit from the sphere, and an end that keeps it, say the objective
 prefers the truth and the way from the sphere misses it (README, Results).
@@ -99,6 +100,25 @@ def start_from_truth(fitter, verts_cam, faces, world_to_camera, cam0: dict, pose
         return float((model() - verts_cam).square().sum(-1).mean().sqrt())
 
 
+def motion_spectrum(transforms, scale: float, modes=(1, 2, 4, 8)) -> dict:
+    """How much the bones move over the clip and in how many independent motions:
+    ``transforms (T, B, 4, 4)`` (``model.bone_transforms()``) as the ``(T, 12 B)`` matrix of
+    each frame's ``R - I`` and ``t / scale``, centred over the frames. Returns ``{"energy":
+    its squared norm per frame and bone, "beyond": {k: the share of it outside the k
+    leading singular directions}}`` (a walk is a few motions mixed: the beyond-4 share is small)."""
+    import torch
+
+    T, B = transforms.shape[:2]
+    with torch.no_grad():
+        eye = torch.eye(3, dtype=transforms.dtype)
+        M = torch.cat([(transforms[..., :3, :3] - eye).flatten(2), transforms[..., :3, 3] / scale], -1).reshape(T, -1)
+        M = (M - M.mean(0)).double()
+        e = torch.linalg.svdvals(M).square()
+        total = float(e.sum())
+        return {"energy": total / (T * B),
+                "beyond": {k: float(e[k:].sum()) / total if total > 0 else 0.0 for k in modes}}
+
+
 def scores(fitter, clip: Path, frames) -> dict:
     """The data terms of the last stage, the full-frame mask IoU and the 3D figures."""
     import torch
@@ -124,6 +144,10 @@ def scores(fitter, clip: Path, frames) -> dict:
     # Fitter.objective's score is linear in the terms' means: from them, not from a second pass
     out["data_terms"] = float(O.weighted_total({k: out[k] for k in names}, stage.weights))
     out["mask_iou"] = float(fitter.full_frame_iou().mean())
+    if model.num_bones:
+        m = motion_spectrum(model.bone_transforms(), model.rest_radius)
+        out["motion_energy"] = m["energy"]
+        out.update({f"motion_beyond_{k}": v for k, v in m["beyond"].items()})
     with tempfile.TemporaryDirectory(prefix="truth_start_") as tmp:
         tmp = Path(tmp)
         (tmp / "meshes").mkdir()
@@ -192,7 +216,10 @@ def score_fit(run_dir: Path, data, clip: Path, frames=None) -> dict:
 def _line(s: dict) -> str:
     return (f"data terms {s['data_terms']:.5f} (silhouette {s['silhouette']:.5f}, soft IoU {s['soft_iou']:.4f}, "
             f"flow {s['flow']:.5f}: {s['flow_epe_px']:.2f} px), mask IoU {s['mask_iou']:.4f}, "
-            f"Chamfer {s['chamfer_pct']:.2f} %, F@2% {s['f2']:.3f}, folds {100 * s['folds']:.2f} %")
+            f"Chamfer {s['chamfer_pct']:.2f} %, F@2% {s['f2']:.3f}, folds {100 * s['folds']:.2f} %"
+            + ("" if "motion_energy" not in s else f"; bone motion {s['motion_energy']:.3f} per bone and frame, beyond "
+               + ", ".join(f"{k.split('_')[-1]} motions {100 * v:.1f} %" for k, v in s.items()
+                           if k.startswith("motion_beyond_"))))
 
 
 def main(argv=None) -> int:

@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pytest
 import torch
 
 from lasr.io.obj import write_obj
@@ -103,3 +104,23 @@ def test_a_finished_fit_is_scored_as_the_fitter_that_made_it(tmp_path):
     assert set(mine) >= {"data_terms", "silhouette", "soft_iou", "flow", "flow_epe_px", "chamfer_pct", "f2"}
     for k in mine:
         assert abs(mine[k] - again[k]) <= 1e-6 * max(1.0, abs(mine[k])), (k, mine[k], again[k])
+
+
+def test_the_bone_motion_spectrum_counts_the_motions_mixed():
+    ts = experiment("truth_start")
+    T, B = 10, 3
+    t = torch.arange(T, dtype=torch.float64)
+    G = torch.eye(4, dtype=torch.float64).repeat(T, B, 1, 1)
+    # translations only: bone b moves along u_b by sin(t) and along v_b by cos(t): two motions
+    u, v = torch.randn(B, 3, dtype=torch.float64), torch.randn(B, 3, dtype=torch.float64)
+    G[..., :3, 3] = torch.sin(t)[:, None, None] * u + torch.cos(t)[:, None, None] * v + 5.0  # + a rest offset
+    s = ts.motion_spectrum(G, 2.0, modes=(1, 2, 4))
+    M = (G[..., :3, 3] / 2.0).reshape(T, -1)
+    M = M - M.mean(0)  # the oracle: the centred matrix's singular values
+    e = torch.linalg.svdvals(M).square()
+    assert s["energy"] == pytest.approx(float(M.square().sum()) / (T * B), rel=1e-9)
+    assert s["beyond"][1] == pytest.approx(float(e[1:].sum() / e.sum()), rel=1e-9) and s["beyond"][1] > 0.1
+    assert s["beyond"][2] == pytest.approx(0.0, abs=1e-12) and s["beyond"][4] == pytest.approx(0.0, abs=1e-12)
+    # one bone jittering on its own is a third motion
+    G[::2, 0, 2, 3] += 0.5
+    assert ts.motion_spectrum(G, 2.0, modes=(2,))["beyond"][2] > 1e-3
