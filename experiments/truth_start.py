@@ -214,8 +214,11 @@ def score_fit(run_dir: Path, data, clip: Path, frames=None) -> dict:
 
 
 def _line(s: dict) -> str:
-    return (f"data terms {s['data_terms']:.5f} (silhouette {s['silhouette']:.5f}, soft IoU {s['soft_iou']:.4f}, "
-            f"flow {s['flow']:.5f}: {s['flow_epe_px']:.2f} px), mask IoU {s['mask_iou']:.4f}, "
+    names = {"silhouette": "silhouette", "soft_iou": "soft IoU", "flow": "flow"}  # the terms a stage weighs
+    terms = ", ".join(f"{label} {s[k]:.5f}" for k, label in names.items() if k in s)
+    if "flow_epe_px" in s:
+        terms += f": {s['flow_epe_px']:.2f} px"
+    return (f"data terms {s['data_terms']:.5f} ({terms}), mask IoU {s['mask_iou']:.4f}, "
             f"Chamfer {s['chamfer_pct']:.2f} %, F@2% {s['f2']:.3f}, folds {100 * s['folds']:.2f} %"
             + ("" if "motion_energy" not in s else f"; bone motion {s['motion_energy']:.3f} per bone and frame, beyond "
                + ", ".join(f"{k.split('_')[-1]} motions {100 * v:.1f} %" for k, v in s.items()

@@ -124,3 +124,13 @@ def test_the_bone_motion_spectrum_counts_the_motions_mixed():
     # one bone jittering on its own is a third motion
     G[::2, 0, 2, 3] += 0.5
     assert ts.motion_spectrum(G, 2.0, modes=(2,))["beyond"][2] > 1e-3
+
+
+def test_the_printed_line_names_only_the_terms_the_stage_weighs():
+    ts = experiment("truth_start")
+    s = {"data_terms": 0.3, "silhouette": 0.01, "soft_iou": 0.09, "mask_iou": 0.9, "chamfer_pct": 1.5, "f2": 0.7,
+         "folds": 0.004}
+    line = ts._line(s)  # a stage with the flow's weight 0 (stages.refine.weights.flow=0): no flow term
+    assert "soft IoU 0.09000" in line and "flow" not in line and "bone motion" not in line
+    line = ts._line({**s, "flow": 0.005, "flow_epe_px": 0.5, "motion_energy": 0.2, "motion_beyond_4": 0.02})
+    assert "flow 0.00500: 0.50 px" in line and "bone motion 0.200" in line and "4 motions 2.0 %" in line
