@@ -205,6 +205,10 @@ class StageConfig:
     # the flow term trains from this fraction of the stage's main steps on (> 0: not while
     # hypotheses run; 1: never); it scores hypotheses and restarts all the same
     flow_from: float = 0.0
+    # what the flow term's gradient moves: "points" (the surface points each pixel sees, held
+    # where the frame puts them, in both frames of the pair) or "surface" (also which point each
+    # pixel sees: a step may slide the surface under the pixel instead of moving the point)
+    flow_gradient: str = "surface"
     symmetric: bool = False  # use the symmetry loss (mirror about the rest shape's x = 0)
     mirrored_bones: bool = False  # with symmetric: new bones placed in mirrored pairs about that plane, kept so by the symmetry term
     train: List[str] = field(default_factory=lambda: list(PARAM_GROUPS))  # parameter groups it trains: shape, color, root, bones, motion, focal

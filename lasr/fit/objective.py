@@ -215,7 +215,7 @@ def crop_cameras(model: ArticulatedModel, ids: Tensor, crops: Crops, image_size:
 def stage_settings(stage) -> RasterSettings:
     """The soft rasterizer's settings at the stage's crop resolution."""
     return RasterSettings(image_size=(stage.resolution, stage.resolution), sigma=stage.sigma,
-                          faces_per_pixel=stage.faces_per_pixel)
+                          faces_per_pixel=stage.faces_per_pixel, flow_gradient=stage.flow_gradient)
 
 
 def batch_terms(model: ArticulatedModel, stage, crops: Crops, dist: Tensor, topology: tuple[Tensor, Tensor],

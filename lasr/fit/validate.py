@@ -40,6 +40,8 @@ def _stage_problems(bad: Problems, stages: list[tuple[str, object]]) -> None:
         bad.at_least(k + "lr", st.lr, 0, "Adam's learning rate")
         bad.at_least(k + "lr_final", st.lr_final, 0, "the final rate as a fraction of lr")
         bad.within(k + "flow_from", st.flow_from, 0, 1, "the fraction of the stage's steps before the flow trains")
+        if st.flow_gradient not in ("surface", "points"):
+            bad.add(k + "flow_gradient", st.flow_gradient, "what the flow's gradient moves: points or surface")
         weights = st.weights
         for term, weight in (dict(weights) if hasattr(weights, "items") else vars(weights)).items():
             bad.at_least(k + f"weights.{term}", weight, 0, "a loss weight; 0 switches the term off")

@@ -61,6 +61,13 @@ class RasterSettings:
             compiled Numba loops on CPU when Numba is installed, else the
             vectorised PyTorch path), ``"numba"`` (CPU only) or ``"torch"``
             (vectorised; the GPU path).  Both select the same faces.
+        flow_gradient: what the rendered flow's gradient moves (its values are the same
+            either way): ``"surface"`` (the flow as a function of every vertex: moving
+            frame ``t``'s vertices also slides which surface point each pixel sees, and
+            its blend weights) or ``"points"`` (each pixel's surface points and blend
+            weights held where frame ``t`` puts them: the flow
+            ``pi_t'(X'(beta)) - pi_t(X(beta))`` moves only those points, in both frames;
+            see :func:`lasr.render.shade.blend`).
     """
 
     image_size: tuple[int, int]
@@ -76,6 +83,7 @@ class RasterSettings:
     min_area: float = 1e-10
     chunk_pairs: int | None = None
     backend: str = "auto"
+    flow_gradient: str = "surface"
 
     def __post_init__(self) -> None:
         h, w = (int(s) for s in self.image_size)
@@ -100,6 +108,8 @@ class RasterSettings:
             raise ValueError("chunk_pairs must be >= 1")
         if self.backend not in ("auto", "numba", "torch"):
             raise ValueError(f"backend must be auto, numba or torch, got {self.backend!r}")
+        if self.flow_gradient not in ("surface", "points"):
+            raise ValueError(f"flow_gradient must be surface or points, got {self.flow_gradient!r}")
 
     @property
     def blur_radius2(self) -> float:

@@ -197,7 +197,11 @@ def blend(
     (instead of evaluating it at its nearest point) keeps the soft blend from
     smearing the flow field over the blur radius.  LASR renders flow the same
     way in spirit: each vertex's projections at both frames interpolated with
-    the weights of frame ``t``.
+    the weights of frame ``t``.  With ``settings.flow_gradient == "points"`` the
+    values are the same but the barycentrics and blend weights are held: the
+    face's flow is ``pi_t'(X'_k) - pi_t(X_k)`` with ``X_k = sum_i beta_i V_i``
+    (which projects to ``p``), so a step on frame ``t``'s vertices moves the
+    points the pixel sees instead of sliding the surface under it.
 
     Returns:
         :class:`RenderOutput`.
@@ -311,14 +315,24 @@ def blend(
             good = den_u > 0.5 * torch.minimum(torch.minimum(izs[0], izs[1]), izs[2])
             den_u = torch.where(good, den_u, torch.ones_like(den_u))
             bf = [torch.where(good, num_u[j] / den_u, beta[j]) for j in range(3)]
+            held = settings.flow_gradient == "points"
+            if held:  # the surface points under the pixel and their weights, as frame t puts them
+                bf, w = [b.detach() for b in bf], w.detach()
             xn = sum(bf[j][..., None] * _take(vn, ii[j]) for j in range(3))  # (Np, K, 3) at t'
             zn = xn[..., 2].clamp_min(near)
             un = xn[..., 0] / zn * k_n[..., 0] + k_n[..., 2]
             vn_ = xn[..., 1] / zn * k_n[..., 1] + k_n[..., 3]
-            qx = (lc[0] * xs[0] + lc[1] * xs[1] + lc[2] * xs[2]) / ssum  # clipped point at t
-            qy = (lc[0] * ys[0] + lc[1] * ys[1] + lc[2] * ys[2]) / ssum
-            qx = torch.where(good, px, qx)
-            qy = torch.where(good, py, qy)
+            if held:  # the same points at t, projected: p (or the clipped point) again, moving with them
+                xt = sum(bf[j][..., None] * _take(_flat_table(verts.to(dt), B), ii[j]) for j in range(3))
+                zt = xt[..., 2].clamp_min(near)
+                k_t = cam.intrinsics.to(dtype=dt, device=dev).expand(B, 4)[bidx][:, None, :]
+                qx = xt[..., 0] / zt * k_t[..., 0] + k_t[..., 2]
+                qy = xt[..., 1] / zt * k_t[..., 1] + k_t[..., 3]
+            else:
+                qx = (lc[0] * xs[0] + lc[1] * xs[1] + lc[2] * xs[2]) / ssum  # clipped point at t
+                qy = (lc[0] * ys[0] + lc[1] * ys[1] + lc[2] * ys[2]) / ssum
+                qx = torch.where(good, px, qx)
+                qy = torch.where(good, py, qy)
             den = w.sum(1)
             den = torch.where(den > 0, den, torch.ones_like(den))
             fu = (w * (un - qx)).sum(1) / den

@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[2]
     ("stages.refine.weights.flow", -1.0, "must be >= 0 (a loss weight"),
     ("model.init_width", 0.0, "must lie in [0.05, 1.0] (the initial shape's width over its height)"),
     ("stages.rigid.flow_from", 1.5, "must lie in [0, 1] (the fraction of the stage's steps before the flow trains)"),
+    ("stages.rigid.flow_gradient", "pixels", "what the flow's gradient moves: points or surface"),
     ("preprocess.resolution", 0, "must be >= 16 (px of the longest side"),
     ("train.max_steps_per_stage", 0, "must be >= 1"),
     ("model.focal", 0.0, "must be > 0"),

@@ -72,3 +72,46 @@ def test_rigid_motion_flow_matches_analytic():
     assert inner.sum() > 500 and mag.mean() > 2.0
     assert err[inner].mean() < 0.05
     assert torch.all(out.flow[0][~out.mask[0] & (out.silhouette[0] < 1e-6)] == 0)
+
+
+def test_flow_gradient_points_holds_the_surface_points_and_keeps_the_values():
+    """``flow_gradient="points"``: the same flow, but its gradient moves the surface points each
+    pixel sees rather than sliding the surface under the pixel. Then frame t's gradient is that
+    of ``-pi_t(X(beta))`` alone: whatever the motion, the same as with no motion, where it is
+    the exact opposite of frame t-prime's (a point moved in t' or moved back in t changes the flow
+    alike). The default ("surface") also slides which point the pixel sees, which a motion
+    that varies over the surface (a turn) makes count."""
+    from dataclasses import replace
+
+    import pytest
+
+    h, w = 40, 40
+    v, f = icosphere(2)
+    v = v * torch.tensor([1.0, 0.7, 0.8], dtype=torch.float64) + torch.tensor([0.05, 0.0, 3.0], dtype=torch.float64)
+    k = intrinsics(h, w, 45.0)
+    v1 = v @ rot("y", 5.0).T + torch.tensor([0.05, 0.02, 0.0], dtype=torch.float64)
+    surface = RasterSettings((h, w), sigma=0.5)
+    points = replace(surface, flow_gradient="points")
+    g = torch.Generator().manual_seed(0)
+    upstream = torch.randn(1, h, w, 2, generator=g, dtype=torch.float64)
+
+    def grads(settings, nxt):
+        a, b = v.clone()[None].requires_grad_(), nxt.clone()[None].requires_grad_()
+        flow = render(a, f, k, settings, verts_next=b).flow
+        ga, gb = torch.autograd.grad((flow * upstream).sum(), (a, b))
+        return flow.detach(), ga, gb
+
+    fs, _, gbs = grads(surface, v1)
+    fp, _, gbp = grads(points, v1)
+    assert torch.equal(fs != 0, fp != 0) and torch.allclose(fs, fp, atol=1e-9)  # the same values
+    assert torch.allclose(gbs, gbp, atol=1e-12)  # frame t' moves its points either way
+    _, ga0, gb0 = grads(points, v)  # no motion
+    assert gb0.abs().max() > 1e-3 and torch.allclose(ga0, -gb0, atol=1e-9)
+    _, ga, _ = grads(points, v1)
+    assert torch.allclose(ga, ga0, atol=1e-9)
+    _, gs0, _ = grads(surface, v)
+    _, gs, _ = grads(surface, v1)
+    assert torch.allclose(gs0, ga0, atol=1e-9)  # without motion there is nothing to slide
+    assert (gs - gs0).abs().max() > 0.05 * gs0.abs().max()
+    with pytest.raises(ValueError, match="flow_gradient"):
+        RasterSettings((h, w), flow_gradient="pixels")
