@@ -322,17 +322,20 @@ def blend(
             zn = xn[..., 2].clamp_min(near)
             un = xn[..., 0] / zn * k_n[..., 0] + k_n[..., 2]
             vn_ = xn[..., 1] / zn * k_n[..., 1] + k_n[..., 3]
-            if held:  # the same points at t, projected: p (or the clipped point) again, moving with them
+            qx = (lc[0] * xs[0] + lc[1] * xs[1] + lc[2] * xs[2]) / ssum  # clipped point at t
+            qy = (lc[0] * ys[0] + lc[1] * ys[1] + lc[2] * ys[2]) / ssum
+            qx = torch.where(good, px, qx)
+            qy = torch.where(good, py, qy)
+            if held:  # the same points at t, projected (p or the clipped point again): the value is
+                # the one above exactly (a plane crossing `near` clamps the projection's depth), the
+                # gradient the projection's, which moves with the points
                 xt = sum(bf[j][..., None] * _take(_flat_table(verts.to(dt), B), ii[j]) for j in range(3))
                 zt = xt[..., 2].clamp_min(near)
                 k_t = cam.intrinsics.to(dtype=dt, device=dev).expand(B, 4)[bidx][:, None, :]
-                qx = xt[..., 0] / zt * k_t[..., 0] + k_t[..., 2]
-                qy = xt[..., 1] / zt * k_t[..., 1] + k_t[..., 3]
-            else:
-                qx = (lc[0] * xs[0] + lc[1] * xs[1] + lc[2] * xs[2]) / ssum  # clipped point at t
-                qy = (lc[0] * ys[0] + lc[1] * ys[1] + lc[2] * ys[2]) / ssum
-                qx = torch.where(good, px, qx)
-                qy = torch.where(good, py, qy)
+                ut = xt[..., 0] / zt * k_t[..., 0] + k_t[..., 2]
+                vt = xt[..., 1] / zt * k_t[..., 1] + k_t[..., 3]
+                qx = qx.detach() + (ut - ut.detach())
+                qy = qy.detach() + (vt - vt.detach())
             den = w.sum(1)
             den = torch.where(den > 0, den, torch.ones_like(den))
             fu = (w * (un - qx)).sum(1) / den

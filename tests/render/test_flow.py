@@ -115,3 +115,36 @@ def test_flow_gradient_points_holds_the_surface_points_and_keeps_the_values():
     assert (gs - gs0).abs().max() > 0.05 * gs0.abs().max()
     with pytest.raises(ValueError, match="flow_gradient"):
         RasterSettings((h, w), flow_gradient="pixels")
+
+
+def test_flow_gradient_points_in_a_batch_with_cameras_of_their_own_and_near_the_near_plane():
+    """Two frames at once, each with its intrinsics and a zooming next camera, a slanted mesh
+    reaching towards ``near`` (where a neighbouring face's plane, carried to a pixel, can meet
+    the ray in front of it): the same values, and frame t's gradient still independent of the
+    motion and of the next camera."""
+    from dataclasses import replace
+
+    h, w = 36, 44
+    v, f = icosphere(2)
+    tilt = rot("x", 60.0)
+    base = torch.stack([v @ tilt.T * torch.tensor([0.6, 0.6, 1.5], dtype=torch.float64)
+                        + torch.tensor([0.05, 0.0, 2.2], dtype=torch.float64),
+                        v @ rot("y", 40.0).T * 0.8 + torch.tensor([-0.1, 0.05, 3.0], dtype=torch.float64)])
+    k = torch.cat([intrinsics(h, w, 40.0), intrinsics(h, w, 52.0)])
+    k_next = k.clone()
+    k_next[:, :2] *= torch.tensor([[1.04], [0.97]], dtype=torch.float64)
+    moved = torch.stack([base[0] @ rot("y", 6.0).T, base[1] + torch.tensor([0.04, -0.02, 0.1], dtype=torch.float64)])
+    surface = RasterSettings((h, w), sigma=5.0, near=0.9)
+    points = replace(surface, flow_gradient="points")
+    up = torch.randn(2, h, w, 2, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+
+    def run(settings, nxt, cams_next):
+        a = base.clone().requires_grad_()
+        flow = render(a, f, k, settings, verts_next=nxt, cameras_next=cams_next).flow
+        return flow.detach(), torch.autograd.grad((flow * up).sum(), a)[0]
+
+    fs, _ = run(surface, moved, k_next)
+    fp, ga = run(points, moved, k_next)
+    assert (fs != 0).sum() > 200 and torch.equal(fs, fp)
+    _, ga0 = run(points, base, k)
+    assert ga.abs().max() > 1e-3 and torch.allclose(ga, ga0, atol=1e-9)
