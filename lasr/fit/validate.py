@@ -14,6 +14,7 @@ from typing import Optional
 
 from ..errors import Problems
 from ..model.groups import PARAM_GROUPS
+from ..render.settings import FLOW_GRADIENTS
 
 __all__ = ["MIN_RESOLUTION", "MIN_FACES", "check_stages", "check_fit"]
 
@@ -40,7 +41,7 @@ def _stage_problems(bad: Problems, stages: list[tuple[str, object]]) -> None:
         bad.at_least(k + "lr", st.lr, 0, "Adam's learning rate")
         bad.at_least(k + "lr_final", st.lr_final, 0, "the final rate as a fraction of lr")
         bad.within(k + "flow_from", st.flow_from, 0, 1, "the fraction of the stage's steps before the flow trains")
-        if st.flow_gradient not in ("surface", "points"):
+        if st.flow_gradient not in FLOW_GRADIENTS:
             bad.add(k + "flow_gradient", st.flow_gradient, "what the flow's gradient moves: points or surface")
         weights = st.weights
         for term, weight in (dict(weights) if hasattr(weights, "items") else vars(weights)).items():

@@ -5,7 +5,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-__all__ = ["RasterSettings"]
+__all__ = ["RasterSettings", "FLOW_GRADIENTS"]
+
+FLOW_GRADIENTS = ("surface", "points")  # what the rendered flow's gradient moves (RasterSettings.flow_gradient)
 
 
 @dataclass(frozen=True)
@@ -108,7 +110,7 @@ class RasterSettings:
             raise ValueError("chunk_pairs must be >= 1")
         if self.backend not in ("auto", "numba", "torch"):
             raise ValueError(f"backend must be auto, numba or torch, got {self.backend!r}")
-        if self.flow_gradient not in ("surface", "points"):
+        if self.flow_gradient not in FLOW_GRADIENTS:
             raise ValueError(f"flow_gradient must be surface or points, got {self.flow_gradient!r}")
 
     @property

@@ -305,8 +305,6 @@ def blend(
 
         if verts_next is not None:
             cam_n = as_camera(cameras_next) if cameras_next is not None else cam
-            k_n = cam_n.intrinsics.to(dtype=dt, device=dev).expand(B, 4)[bidx][:, None, :]  # (Np, 1, 4)
-            vn = _flat_table(verts_next.to(dt), B)
             # the face's point on the pixel's ray (unclipped perspective-correct
             # barycentrics, projecting exactly to p) where its plane is well
             # behaved at p; otherwise the clipped point q_k on the triangle
@@ -318,10 +316,16 @@ def blend(
             held = settings.flow_gradient == "points"
             if held:  # the surface points under the pixel and their weights, as frame t puts them
                 bf, w = [b.detach() for b in bf], w.detach()
-            xn = sum(bf[j][..., None] * _take(vn, ii[j]) for j in range(3))  # (Np, K, 3) at t'
-            zn = xn[..., 2].clamp_min(near)
-            un = xn[..., 0] / zn * k_n[..., 0] + k_n[..., 2]
-            vn_ = xn[..., 1] / zn * k_n[..., 1] + k_n[..., 3]
+
+            def projected(cam_x: PerspectiveCamera, v_x: Tensor) -> tuple[Tensor, Tensor]:
+                # the pixels' (Np, K) surface points with the vertices v_x, seen by cam_x
+                table = _flat_table(v_x.to(dt), B)
+                x = sum(bf[j][..., None] * _take(table, ii[j]) for j in range(3))
+                k_x = cam_x.intrinsics.to(dtype=dt, device=dev).expand(B, 4)[bidx][:, None, :]  # (Np, 1, 4)
+                zx = x[..., 2].clamp_min(near)
+                return x[..., 0] / zx * k_x[..., 0] + k_x[..., 2], x[..., 1] / zx * k_x[..., 1] + k_x[..., 3]
+
+            un, vn_ = projected(cam_n, verts_next)  # at t'
             qx = (lc[0] * xs[0] + lc[1] * xs[1] + lc[2] * xs[2]) / ssum  # clipped point at t
             qy = (lc[0] * ys[0] + lc[1] * ys[1] + lc[2] * ys[2]) / ssum
             qx = torch.where(good, px, qx)
@@ -329,11 +333,7 @@ def blend(
             if held:  # the same points at t, projected (p or the clipped point again): the value is
                 # the one above exactly (a plane crossing `near` clamps the projection's depth), the
                 # gradient the projection's, which moves with the points
-                xt = sum(bf[j][..., None] * _take(_flat_table(verts.to(dt), B), ii[j]) for j in range(3))
-                zt = xt[..., 2].clamp_min(near)
-                k_t = cam.intrinsics.to(dtype=dt, device=dev).expand(B, 4)[bidx][:, None, :]
-                ut = xt[..., 0] / zt * k_t[..., 0] + k_t[..., 2]
-                vt = xt[..., 1] / zt * k_t[..., 1] + k_t[..., 3]
+                ut, vt = projected(cam, verts)
                 qx = qx.detach() + (ut - ut.detach())
                 qy = qy.detach() + (vt - vt.detach())
             den = w.sum(1)
