@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
+import pytest
 import torch
 from scipy.ndimage import distance_transform_edt
 from render_helpers import icosphere, intrinsics, rot
@@ -81,10 +84,6 @@ def test_flow_gradient_points_holds_the_surface_points_and_keeps_the_values():
     the exact opposite of frame t-prime's (a point moved in t' or moved back in t changes the flow
     alike). The default ("surface") also slides which point the pixel sees, which a motion
     that varies over the surface (a turn) makes count."""
-    from dataclasses import replace
-
-    import pytest
-
     h, w = 40, 40
     v, f = icosphere(2)
     v = v * torch.tensor([1.0, 0.7, 0.8], dtype=torch.float64) + torch.tensor([0.05, 0.0, 3.0], dtype=torch.float64)
@@ -122,8 +121,6 @@ def test_flow_gradient_points_in_a_batch_with_cameras_of_their_own_and_near_the_
     reaching towards ``near`` (where a neighbouring face's plane, carried to a pixel, can meet
     the ray in front of it): the same values, and frame t's gradient still independent of the
     motion and of the next camera."""
-    from dataclasses import replace
-
     h, w = 36, 44
     v, f = icosphere(2)
     tilt = rot("x", 60.0)
