@@ -14,21 +14,36 @@ from lasr.io.gltf import opencv_from_gltf
 from lasr.io.obj import read_obj
 from tests.gltf_reader import glb_joint_parents, read_glb_and_pose, validate_glb
 
-from .reference import REFERENCE, STEPS, schedules, short_fit, summary
+from .reference import REFERENCE, STEPS, reference_sets, schedules, short_fit, summary
+
+
+def _difference(got: dict, ref: dict, schedule: str):
+    """None when ``got`` reproduces the reference ``ref`` (counts equal, arrays to 1e-6),
+    else what differs first."""
+    for key in ("num_verts", "num_faces", "num_bones"):
+        if int(got[key]) != int(ref[f"{schedule}/{key}"]):
+            return f"{key} {int(got[key])} against {int(ref[f'{schedule}/{key}'])}"
+    for key in ("verts", "intrinsics", "iou"):
+        err = float(np.abs(got[key] - ref[f"{schedule}/{key}"]).max())
+        if not err <= 1e-6:
+            return f"{key} off by up to {err:.3g}"
+    return None
 
 
 @pytest.mark.parametrize("schedule", schedules())
 def test_schedule_reproduces_its_reference_and_exports(schedule, tmp_path):
     assert {"lasr", "fast", "rigid"} <= set(schedules())
-    ref = np.load(REFERENCE)
-    assert f"{schedule}/verts" in ref.files, f"no reference for {schedule}: run `uv run python -m tests.fit.reference`"
+    sets = [r for r in reference_sets(REFERENCE) if f"{schedule}/verts" in r]
+    assert sets, f"no reference for {schedule}: run `uv run python -m tests.fit.reference`"
     with SummaryWriter(str(tmp_path / "tb")) as writer:
         fitter, data = short_fit(schedule, tmp_path, writer)
     got = summary(fitter, data)
-    for key in ("num_verts", "num_faces", "num_bones"):
-        assert int(got[key]) == int(ref[f"{schedule}/{key}"]), key
-    for key in ("verts", "intrinsics", "iou"):
-        np.testing.assert_allclose(got[key], ref[f"{schedule}/{key}"], rtol=0, atol=1e-6, err_msg=key)
+    misses = [_difference(got, ref, schedule) for ref in sets]
+    assert None in misses, (
+        f"the short {schedule} fit reproduces none of the {len(sets)} recorded reference(s): "
+        + "; ".join(misses) + ". If the fit changed on purpose, record anew (`uv run python -m tests.fit.reference`);"
+        " if only this machine's CPU differs from the recorded ones (README: a fit is exact per machine),"
+        " add its set (`uv run python -m tests.fit.reference --add`)")
 
     cfg = fitter.cfg
     assert [r.name for r in fitter.results] == list(cfg.stages.keys())
