@@ -52,7 +52,10 @@ def fit_metrics(model: ArticulatedModel, data: VideoData, results: list, kept: l
         "num_vertices": model.num_verts, "num_faces": int(model.faces.shape[0]), "num_bones": model.num_bones,
         "device": str(device),
         "versions": {"lasr": __import__("lasr").__version__, "torch": torch.__version__,
-                     "python": platform.python_version()},
+                     "python": platform.python_version(),
+                     # PyTorch's vector kernels (AVX512, AVX2, ...): the same fit on other kernels is another
+                     # draw (README, Results); ATEN_CPU_CAPABILITY picks lower ones
+                     "cpu_kernels": torch.backends.cpu.get_cpu_capability()},
         **(extra or {}),
     }
 

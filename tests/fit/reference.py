@@ -6,21 +6,29 @@ every frame (every k-th vertex), the full-frame intrinsics and the per-frame mas
 ``tests/fit/test_schedules.py`` reproduces them to 1e-6, so a change meant to move code
 without changing what is fitted shows when it does change it.
 
-A fit repeats to the last digit on one machine but not on a CPU with other vector kernels
-(README, Results: "The same code on another CPU draws other fits"), so the file may hold
-one set of references per kind of machine (the first under ``SCHEDULE/KEY``, the others
-under ``altN/SCHEDULE/KEY``), and a short fit must reproduce one of them.
+A fit repeats to the last digit with one set of PyTorch's CPU kernels but not with another:
+PyTorch picks them by the CPU's vector instructions (``torch.backends.cpu.get_cpu_capability()``:
+``AVX512``, ``AVX2``, ``DEFAULT``), and they sum in other orders (README, Results: "The same
+code on another CPU draws other fits"). So the file holds one set of references per
+capability, under ``CAPABILITY/SCHEDULE/KEY``, and a short fit must reproduce the set of the
+capability it runs with. The environment variable ``ATEN_CPU_CAPABILITY`` (``avx2``,
+``default``) makes a CPU use a lower capability's kernels, so an AVX512 machine can record
+and check the AVX2 set too.
 
-When the fit changes on purpose, record anew (this drops every other machine's set) and
-say so in the commit; to add this machine's set to the recorded ones (the fit unchanged)::
+When the fit changes on purpose, record anew (this drops the other capabilities' sets) and
+say so in the commit; to add a capability's set to the recorded ones (the fit unchanged)::
 
-    uv run python -m tests.fit.reference          # record anew
-    uv run python -m tests.fit.reference --add    # add this machine's set
+    uv run python -m tests.fit.reference                                 # record anew
+    uv run python -m tests.fit.reference --add                           # add this CPU's set
+    ATEN_CPU_CAPABILITY=avx2 uv run python -m tests.fit.reference --add  # add the AVX2 set
+    uv run python -m tests.fit.reference --check SCHEDULE                # exit 0 when reproduced
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+
+import os
 
 import numpy as np
 import torch
@@ -72,36 +80,82 @@ def schedules() -> list[str]:
     return sorted(p.stem for p in (conf_dir() / "stages").glob("*.yaml"))
 
 
-def reference_sets(path: Path = REFERENCE) -> list[dict[str, np.ndarray]]:
-    """The recorded sets, one per kind of machine: ``{"SCHEDULE/KEY": array}`` each."""
+def capability() -> str:
+    """The vector kernels PyTorch runs with here: ``AVX512``, ``AVX2``, ``DEFAULT``, ..."""
+    return torch.backends.cpu.get_cpu_capability()
+
+
+# kernels a CPU with the key's capability can also run (ATEN_CPU_CAPABILITY), best first
+LOWER = {"AVX512": ("AVX2", "DEFAULT"), "AVX2": ("DEFAULT",)}
+
+
+def reference_sets(path: Path = REFERENCE) -> dict[str, dict[str, np.ndarray]]:
+    """The recorded sets by capability: ``{"AVX512": {"SCHEDULE/KEY": array}, ...}``."""
     ref = np.load(path)
     sets: dict[str, dict[str, np.ndarray]] = {}
     for key in ref.files:
-        head, _, rest = key.partition("/")
-        prefix, name = (head, rest) if head.startswith("alt") else ("", key)
-        sets.setdefault(prefix, {})[name] = ref[key]
-    return [sets[k] for k in sorted(sets)]
+        cap, _, name = key.partition("/")
+        sets.setdefault(cap, {})[name] = ref[key]
+    return sets
+
+
+def difference(got: dict, ref: dict, schedule: str):
+    """None when ``got`` (a :func:`summary`) reproduces the set ``ref`` (counts equal,
+    arrays to 1e-6), else what differs first."""
+    for key in ("num_verts", "num_faces", "num_bones"):
+        if int(got[key]) != int(ref[f"{schedule}/{key}"]):
+            return f"{key} {int(got[key])} against {int(ref[f'{schedule}/{key}'])}"
+    for key in ("verts", "intrinsics", "iou"):
+        err = float(np.abs(got[key] - ref[f"{schedule}/{key}"]).max())
+        if not err <= 1e-6:
+            return f"{key} off by up to {err:.3g}"
+    return None
+
+
+def with_kernels(cap: str) -> dict[str, str]:
+    """The environment of a process that runs PyTorch's ``cap`` kernels."""
+    return {**os.environ, "ATEN_CPU_CAPABILITY": cap.lower()}
+
+
+def check(schedule: str, path: Path = REFERENCE) -> str | None:
+    """Run the short fit of ``schedule``; None when it reproduces this capability's set,
+    else what differs (or that no set is recorded for it)."""
+    import tempfile
+
+    torch.set_num_threads(2)
+    sets = reference_sets(path)
+    if capability() not in sets:
+        return f"no set recorded for {capability()} (recorded: {', '.join(sorted(sets))})"
+    with tempfile.TemporaryDirectory() as tmp:
+        got = summary(*short_fit(schedule, Path(tmp) / schedule))
+    return difference(got, sets[capability()], schedule)
 
 
 def record(path: Path = REFERENCE, add: bool = False) -> None:
     import tempfile
 
     torch.set_num_threads(2)
+    cap = capability()
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name in schedules():
             for k, v in summary(*short_fit(name, Path(tmp) / name)).items():
-                out[f"{name}/{k}"] = v
-            print(f"{name}: IoU {out[f'{name}/iou'].round(4).tolist()}, {int(out[f'{name}/num_faces'])} faces")
+                out[f"{cap}/{name}/{k}"] = v
+            print(f"{cap} {name}: IoU {out[f'{cap}/{name}/iou'].round(4).tolist()}, "
+                  f"{int(out[f'{cap}/{name}/num_faces'])} faces")
     if add and path.exists():
-        old = dict(np.load(path))
-        prefix = f"alt{len(reference_sets(path))}/"
-        out = {**old, **{prefix + k: v for k, v in out.items()}}
+        old = {k: v for k, v in np.load(path).items() if not k.startswith(cap + "/")}
+        out = {**old, **out}
     np.savez_compressed(path, **out)
-    print(f"wrote {path} ({path.stat().st_size} bytes, {len(reference_sets(path))} set(s))")
+    print(f"wrote {path} ({path.stat().st_size} bytes, sets for {', '.join(sorted(reference_sets(path)))})")
 
 
 if __name__ == "__main__":
     import sys
 
-    record(add="--add" in sys.argv[1:])
+    args = sys.argv[1:]
+    if args[:1] == ["--check"]:
+        problem = check(args[1])
+        print(f"{args[1]} with {capability()} kernels: " + (problem or "reproduced"))
+        sys.exit(problem is not None)
+    record(add="--add" in args)

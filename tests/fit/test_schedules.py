@@ -14,36 +14,29 @@ from lasr.io.gltf import opencv_from_gltf
 from lasr.io.obj import read_obj
 from tests.gltf_reader import glb_joint_parents, read_glb_and_pose, validate_glb
 
-from .reference import REFERENCE, STEPS, reference_sets, schedules, short_fit, summary
-
-
-def _difference(got: dict, ref: dict, schedule: str):
-    """None when ``got`` reproduces the reference ``ref`` (counts equal, arrays to 1e-6),
-    else what differs first."""
-    for key in ("num_verts", "num_faces", "num_bones"):
-        if int(got[key]) != int(ref[f"{schedule}/{key}"]):
-            return f"{key} {int(got[key])} against {int(ref[f'{schedule}/{key}'])}"
-    for key in ("verts", "intrinsics", "iou"):
-        err = float(np.abs(got[key] - ref[f"{schedule}/{key}"]).max())
-        if not err <= 1e-6:
-            return f"{key} off by up to {err:.3g}"
-    return None
+from .reference import (LOWER, REFERENCE, STEPS, capability, difference, reference_sets, schedules, short_fit,
+                        summary, with_kernels)
 
 
 @pytest.mark.parametrize("schedule", schedules())
 def test_schedule_reproduces_its_reference_and_exports(schedule, tmp_path):
     assert {"lasr", "fast", "rigid"} <= set(schedules())
-    sets = [r for r in reference_sets(REFERENCE) if f"{schedule}/verts" in r]
-    assert sets, f"no reference for {schedule}: run `uv run python -m tests.fit.reference`"
+    sets = reference_sets(REFERENCE)
+    cap = capability()
+    usable = [c.lower() for c in LOWER.get(cap, ()) if c in sets]
+    assert cap in sets, (
+        f"no reference recorded for PyTorch's {cap} kernels (recorded: {', '.join(sorted(sets))}): "
+        "add this CPU's set (`uv run python -m tests.fit.reference --add`)"
+        + (f", or run the tests with the recorded {usable[0]} kernels (`ATEN_CPU_CAPABILITY={usable[0]}`)"
+           if usable else ""))
+    assert f"{schedule}/verts" in sets[cap], f"no reference for {schedule}: run `uv run python -m tests.fit.reference`"
     with SummaryWriter(str(tmp_path / "tb")) as writer:
         fitter, data = short_fit(schedule, tmp_path, writer)
-    got = summary(fitter, data)
-    misses = [_difference(got, ref, schedule) for ref in sets]
-    assert None in misses, (
-        f"the short {schedule} fit reproduces none of the {len(sets)} recorded reference(s): "
-        + "; ".join(misses) + ". If the fit changed on purpose, record anew (`uv run python -m tests.fit.reference`);"
-        " if only this machine's CPU differs from the recorded ones (README: a fit is exact per machine),"
-        " add its set (`uv run python -m tests.fit.reference --add`)")
+    miss = difference(summary(fitter, data), sets[cap], schedule)
+    assert miss is None, (
+        f"the short {schedule} fit does not reproduce the reference recorded for {cap} kernels: {miss}. "
+        "If the fit changed on purpose, record anew (`uv run python -m tests.fit.reference`) and add the other "
+        "kernels' sets this CPU can run (`ATEN_CPU_CAPABILITY=avx2 uv run python -m tests.fit.reference --add`)")
 
     cfg = fitter.cfg
     assert [r.name for r in fitter.results] == list(cfg.stages.keys())
@@ -66,6 +59,7 @@ def test_schedule_reproduces_its_reference_and_exports(schedule, tmp_path):
     metrics = json.loads((final / "metrics.json").read_text())
     assert len(metrics["frames"]) == 4 and 0 <= metrics["mean_mask_iou"] <= 1
     assert metrics["restarts_kept"] == fitter.restarts.kept
+    assert metrics["versions"]["cpu_kernels"] == cap  # which kernels drew the fit
     skel = np.load(final / "skeleton.npz")
     V, F = read_obj(final / "meshes" / "00002.obj")
     assert skel["skinning_weights"].shape == (V.shape[0], fitter.model.num_bones)
@@ -83,3 +77,27 @@ def test_schedule_reproduces_its_reference_and_exports(schedule, tmp_path):
     assert glb_joint_parents(final / "animation.glb").tolist() == skel["parents"].tolist()
     assert skel["joint_positions"].shape == (fitter.model.num_bones, 3)
     assert validate_glb(final / "animation.glb") == []
+
+
+def test_other_kernels_reproduce_their_own_reference_not_this_ones():
+    """Every recorded set this CPU can also run (a lower capability, through
+    ``ATEN_CPU_CAPABILITY``) is reproduced by a short fit with those kernels, in a process of
+    its own: the sets are the kernels', not the machines' (README: "The same code on another
+    CPU draws other fits"). ``smooth`` is the schedule whose short fit the kernels part."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    sets = reference_sets(REFERENCE)
+    cap = capability()
+    others = [c for c in LOWER.get(cap, ()) if c in sets]
+    if not others:
+        pytest.skip(f"no recorded set for kernels below {cap} (recorded: {', '.join(sorted(sets))})")
+    assert difference({k.split("/", 1)[1]: v for k, v in sets[others[0]].items() if k.startswith("smooth/")},
+                      sets[cap], "smooth") is not None, "the kernels' sets are the same: nothing to tell apart"
+    root = Path(__file__).resolve().parents[2]
+    for other in others:
+        run = subprocess.run([sys.executable, "-m", "tests.fit.reference", "--check", "smooth"], cwd=root,
+                             env=with_kernels(other), capture_output=True, text=True, timeout=600)
+        assert run.returncode == 0, run.stdout + run.stderr
+        assert f"with {other} kernels: reproduced" in run.stdout
