@@ -26,9 +26,8 @@ say so in the commit; to add a capability's set to the recorded ones (the fit un
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import os
+from pathlib import Path
 
 import numpy as np
 import torch
