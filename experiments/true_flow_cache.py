@@ -37,6 +37,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from lasr.config import ConfidenceConfig  # noqa: E402
 from lasr.examples import read_truth  # noqa: E402
 from lasr.render import RasterSettings, render  # noqa: E402
 from preprocess.flow import fb_confidence  # noqa: E402
@@ -52,20 +53,29 @@ def true_flow(verts: torch.Tensor, faces, K: torch.Tensor, hw: tuple[int, int]) 
     with torch.no_grad():
         for t in range(verts.shape[0] - 1):  # a pair at a time: a clip's worth at once is gigabytes
             a, b = slice(t, t + 1), slice(t + 1, t + 2)
-            fw.append(render(verts[a], F, K[a], settings, silhouette=False, verts_next=verts[b], cameras_next=K[b]).flow)
-            bw.append(render(verts[b], F, K[b], settings, silhouette=False, verts_next=verts[a], cameras_next=K[a]).flow)
+            for dst, (x, y) in ((fw, (a, b)), (bw, (b, a))):
+                dst.append(render(verts[x], F, K[x], settings, silhouette=False, verts_next=verts[y],
+                                  cameras_next=K[y]).flow)
     return torch.cat(fw).numpy(), torch.cat(bw).numpy()
 
 
-def true_flow_cache(cache: Path, clip: Path, out_dir: Path, alpha: float = 0.01, beta: float = 0.5) -> dict:
+def true_flow_cache(cache: Path, clip: Path, out_dir: Path, confidence: ConfidenceConfig = ConfidenceConfig()) -> dict:
     """Write ``out_dir/<cache's name>``: ``cache`` with the true flow of ``clip`` (module
-    docstring); ``alpha``, ``beta``: the confidence's (``preprocess.confidence``). Returns
-    the estimated flow's end-point error against the true one and the true flow's size (px,
-    means over the object's confident pixels of every pair)."""
+    docstring), its confidences by ``confidence`` (``preprocess.confidence``). Returns the
+    estimated flow's end-point error against the true one and the true flow's size (px,
+    means over the object's confident pixels of every pair).
+
+    Raises SystemExit when ``cache`` records no flow, when the copy would be ``cache``
+    itself, or when ``out_dir/<name>`` exists and is not a preprocessing cache (it is
+    replaced only then)."""
     cache, out = Path(cache), Path(out_dir) / Path(cache).name
     meta = read_meta(SequencePaths(cache))
     if "flow" not in meta.get("parts", {}):
         raise SystemExit(f"{cache} is not a preprocessing cache with flow (no meta.json recording it)")
+    if out.resolve() == cache.resolve():
+        raise SystemExit(f"the copy would replace {cache} itself: give another OUT_CACHE_DIR than its folder")
+    if out.exists() and not read_meta(SequencePaths(out)):
+        raise SystemExit(f"{out} exists and is not a preprocessing cache: give another OUT_CACHE_DIR")
     H, W = meta["size"]["height"], meta["size"]["width"]
     source = [int(f["source_frame"]) for f in meta["frames"]]
     verts, faces, cams = read_truth(clip)
@@ -82,13 +92,15 @@ def true_flow_cache(cache: Path, clip: Path, out_dir: Path, alpha: float = 0.01,
     names = SequencePaths(out).part_names("flow", len(source))
     err, size = [], []
     for i, name in enumerate(names):
-        cf, cb = fb_confidence(fw[i:i + 1], bw[i:i + 1], alpha, beta)[0], fb_confidence(bw[i:i + 1], fw[i:i + 1], alpha, beta)[0]
+        cf = fb_confidence(fw[i:i + 1], bw[i:i + 1], confidence.alpha, confidence.beta)[0]
+        cb = fb_confidence(bw[i:i + 1], fw[i:i + 1], confidence.alpha, confidence.beta)[0]
         np.savez_compressed(out / "flow" / name, fw=fw[i].astype(np.float16), bw=bw[i].astype(np.float16),
                             conf_fw=cf.astype(np.float16), conf_bw=cb.astype(np.float16))
         on = estimated.masks[i] & (cf > 0.5) & (estimated.conf_fw[i] > 0.5)
         err.append(np.linalg.norm(estimated.flow_fw[i] - fw[i], axis=-1)[on].mean())
         size.append(np.linalg.norm(fw[i], axis=-1)[on].mean())
     meta["parts"]["flow"]["files"] = file_records(out / "flow", names)
+    meta["parts"]["flow"]["true_flow_of"] = str(Path(clip).resolve())  # the key is kept: the fit reads it as it is
     (out / "meta.json").write_text(json.dumps(meta, indent=1))
     return {"path": out, "estimated_epe": float(np.nanmean(err)), "true_size": float(np.nanmean(size))}
 

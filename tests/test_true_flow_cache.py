@@ -1,6 +1,7 @@
 """experiments/true_flow_cache.py: a preprocessing cache with the true flow in it."""
 
 import numpy as np
+import pytest
 
 from lasr.examples import make_creature_clip
 from preprocess import load_sequence, run
@@ -42,3 +43,14 @@ def test_the_copy_holds_the_true_flow_and_is_read_as_it_is(compose_cfg, tmp_path
     # the backward flow carries frame t+1's pixels back: on the object it is about the
     # forward flow negated
     assert np.linalg.norm(seq.flow_bw + seq.flow_fw, axis=-1)[on & dis.masks[1:]].mean() < 0.5 * size
+
+    # never over the cache it copies, nor over a folder that is not a cache
+    before = sorted(p.name for p in (tmp_path / "cache" / "walk" / "flow").iterdir())
+    with pytest.raises(SystemExit, match="itself"):
+        tf.true_flow_cache(tmp_path / "cache" / "walk", clip, tmp_path / "cache")
+    assert sorted(p.name for p in (tmp_path / "cache" / "walk" / "flow").iterdir()) == before
+    (tmp_path / "other" / "walk").mkdir(parents=True)
+    (tmp_path / "other" / "walk" / "notes.txt").write_text("mine")
+    with pytest.raises(SystemExit, match="not a preprocessing cache"):
+        tf.true_flow_cache(tmp_path / "cache" / "walk", clip, tmp_path / "other")
+    assert (tmp_path / "other" / "walk" / "notes.txt").read_text() == "mine"
