@@ -44,19 +44,35 @@ from preprocess.flow import fb_confidence  # noqa: E402
 from preprocess.layout import SequencePaths, file_records, load_sequence, read_meta  # noqa: E402
 
 
-def true_flow(verts: torch.Tensor, faces, K: torch.Tensor, hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """``(T-1, H, W, 2)`` forward (frame t to t+1, on frame t) and backward (t+1 to t, on
-    frame t+1) flow of the posed meshes ``verts (T, V, 3)`` seen by cameras ``K (T, 4)``."""
+def true_flow(verts: torch.Tensor, faces, K: torch.Tensor, hw: tuple[int, int], pairs=None
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """``(P, H, W, 2)`` forward (frame a to b, on frame a) and backward (b to a, on frame b)
+    flow of the posed meshes ``verts (T, V, 3)`` seen by cameras ``K (T, 4)``, for each
+    ``(a, b)`` of ``pairs`` (default: every frame and the next)."""
     settings = RasterSettings(image_size=hw, sigma=1e-4, faces_per_pixel=4)
     F = torch.as_tensor(faces)
+    pairs = [(t, t + 1) for t in range(verts.shape[0] - 1)] if pairs is None else pairs
     fw, bw = [], []
     with torch.no_grad():
-        for t in range(verts.shape[0] - 1):  # a pair at a time: a clip's worth at once is gigabytes
-            a, b = slice(t, t + 1), slice(t + 1, t + 2)
+        for a, b in pairs:  # a pair at a time: a clip's worth at once is gigabytes
             for dst, (x, y) in ((fw, (a, b)), (bw, (b, a))):
+                x, y = slice(x, x + 1), slice(y, y + 1)
                 dst.append(render(verts[x], F, K[x], settings, silhouette=False, verts_next=verts[y],
                                   cameras_next=K[y]).flow)
     return torch.cat(fw).numpy(), torch.cat(bw).numpy()
+
+
+def truth_of_cache(meta: dict, clip: Path) -> tuple[torch.Tensor, np.ndarray, torch.Tensor]:
+    """The true meshes ``(N, V, 3)`` (camera coordinates), their faces and cameras ``K (N, 4)``
+    of a cache's ``N`` frames (``meta``: its ``meta.json``), scaled to the cache's size."""
+    source = [int(f["source_frame"]) for f in meta["frames"]]
+    verts, faces, cams = read_truth(clip)
+    if max(source) >= len(verts):
+        raise SystemExit(f"{clip} has {len(verts)} true meshes; the cache uses frames up to {max(source)}")
+    s = meta["size"]["width"] / float(cams["width"])
+    K = torch.tensor([[c["fx"] * s, c["fy"] * s, c["cx"] * s, c["cy"] * s] for c in cams["frames"]],
+                     dtype=torch.float32)[source]
+    return torch.tensor(verts, dtype=torch.float32)[source], faces, K
 
 
 def true_flow_cache(cache: Path, clip: Path, out_dir: Path, confidence: ConfidenceConfig = ConfidenceConfig()) -> dict:
@@ -77,19 +93,13 @@ def true_flow_cache(cache: Path, clip: Path, out_dir: Path, confidence: Confiden
     if out.exists() and not read_meta(SequencePaths(out)):
         raise SystemExit(f"{out} exists and is not a preprocessing cache: give another OUT_CACHE_DIR")
     H, W = meta["size"]["height"], meta["size"]["width"]
-    source = [int(f["source_frame"]) for f in meta["frames"]]
-    verts, faces, cams = read_truth(clip)
-    if max(source) >= len(verts):
-        raise SystemExit(f"{clip} has {len(verts)} true meshes; the cache uses frames up to {max(source)}")
-    s = W / float(cams["width"])
-    K = torch.tensor([[c["fx"] * s, c["fy"] * s, c["cx"] * s, c["cy"] * s] for c in cams["frames"]],
-                     dtype=torch.float32)[source]
-    fw, bw = true_flow(torch.tensor(verts, dtype=torch.float32)[source], faces, K, (H, W))
+    verts, faces, K = truth_of_cache(meta, clip)
+    fw, bw = true_flow(verts, faces, K, (H, W))
     estimated = load_sequence(cache)
     if out.exists():
         shutil.rmtree(out)
     shutil.copytree(cache, out)
-    names = SequencePaths(out).part_names("flow", len(source))
+    names = SequencePaths(out).part_names("flow", len(verts))
     err, size = [], []
     for i, name in enumerate(names):
         cf = fb_confidence(fw[i:i + 1], bw[i:i + 1], confidence.alpha, confidence.beta)[0]
