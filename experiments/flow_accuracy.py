@@ -19,30 +19,21 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lasr.config import DisConfig  # noqa: E402
-from lasr.examples import make_creature_clip, read_truth  # noqa: E402
-from lasr.render import RasterSettings, render  # noqa: E402
+from lasr.examples import make_creature_clip, true_flow, truth_at  # noqa: E402
 from preprocess.flow import DISFlow  # noqa: E402
 
 
-def true_flow(clip: Path) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+def true_flow_of_clip(clip: Path) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
     """(N-1,H,W,2) true forward flow, (N-1,H,W) its mask, and the N RGB frames."""
     rgb = [cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB) for p in sorted((clip / "frames").glob("*.png"))]
     H, W = rgb[0].shape[:2]
-    verts, faces, cams = read_truth(clip)
-    V = torch.tensor(verts, dtype=torch.float32)
-    s = W / float(cams["width"])
-    K = torch.tensor([[c["fx"] * s, c["fy"] * s, c["cx"] * s, c["cy"] * s] for c in cams["frames"]],
-                     dtype=torch.float32)
-    settings = RasterSettings(image_size=(H, W), sigma=1e-4, faces_per_pixel=4)
-    with torch.no_grad():
-        out = render(V[:-1], torch.as_tensor(faces), K[:-1], settings, silhouette=False,
-                     verts_next=V[1:], cameras_next=K[1:])
-    return out.flow.numpy(), out.mask.numpy() > 0.5, rgb
+    verts, faces, K = truth_at(clip, range(len(rgb)), (W, H))
+    fw, _, inside, _ = true_flow(verts, faces, K, (W, H))
+    return fw, inside, rgb
 
 
 def main() -> None:
@@ -50,7 +41,7 @@ def main() -> None:
     ap.add_argument("--clip", type=Path, default=None, help="the creature clip (default: the built-in one)")
     args = ap.parse_args()
     clip = make_creature_clip(args.clip)
-    gt, inside, rgb = true_flow(clip)
+    gt, inside, rgb = true_flow_of_clip(clip)
     masks = [cv2.imread(str(p), cv2.IMREAD_GRAYSCALE) > 127 for p in sorted((clip / "masks").glob("*.png"))]
     inside &= np.stack(masks[:-1])
 

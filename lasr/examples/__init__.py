@@ -3,10 +3,11 @@
 ``creature``: a short clip of a procedurally textured, skinned four-legged creature
 walking while the camera orbits it, with its true masks, meshes and cameras
 (:func:`make_creature_clip`, written to :func:`default_example_dir` by default; read back
-by :func:`read_truth`).
+by :func:`read_truth`, at chosen frames and sizes by :func:`truth_at`; its true optical
+flow by :func:`true_flow`).
 """
 
-__all__ = ["default_example_dir", "make_creature_clip", "read_truth"]
+__all__ = ["default_example_dir", "make_creature_clip", "read_truth", "truth_at", "true_flow"]
 
 
 def __getattr__(name: str):

@@ -28,7 +28,8 @@ from ..io.obj import read_obj, write_obj
 from ..io.video import write_mp4
 from .creature import BONES, PARENTS, build_creature, hidden_faces, pose_creature, skin, smoothstep
 
-__all__ = ["FPS", "GENERATOR_VERSION", "default_example_dir", "make_creature_clip", "read_truth", "main"]
+__all__ = ["FPS", "GENERATOR_VERSION", "default_example_dir", "make_creature_clip", "read_truth", "truth_at",
+           "true_flow", "main"]
 
 #: bump when the generated content changes, so that cached clips are regenerated
 GENERATOR_VERSION = 3
@@ -154,6 +155,46 @@ def read_truth(clip) -> tuple[np.ndarray, np.ndarray, dict]:
     cams = json.loads((gt / "cameras.json").read_text())
     meshes = [read_obj(gt / "meshes" / f"{i:05d}.obj") for i in range(len(cams["frames"]))]
     return np.stack([v for v, _ in meshes]), meshes[0][1], cams
+
+
+def truth_at(clip, frames, size) -> tuple[torch.Tensor, np.ndarray, torch.Tensor]:
+    """The truth of a clip (:func:`read_truth`) at its ``frames`` seen at ``size (W, H)``:
+    ``(N, V, 3)`` posed meshes in camera coordinates, their faces and ``(N, 4)`` cameras
+    ``fx, fy, cx, cy`` scaled to ``size`` (pixel centres at integer coordinates)."""
+    from ..io.final import source_intrinsics
+
+    verts, faces, cams = read_truth(clip)
+    frames = [int(f) for f in frames]
+    if max(frames) >= len(verts):
+        raise ValueError(f"{clip} has {len(verts)} true meshes; frame {max(frames)} was asked for")
+    K = np.array([[c["fx"], c["fy"], c["cx"], c["cy"]] for c in cams["frames"]], dtype=np.float64)[frames]
+    first = cams["frames"][0]
+    K = source_intrinsics(K, (int(cams.get("height", first["height"])), int(cams.get("width", first["width"]))),
+                          tuple(size))
+    return torch.tensor(verts[frames], dtype=torch.float32), faces, torch.tensor(K, dtype=torch.float32)
+
+
+def true_flow(verts: torch.Tensor, faces, K: torch.Tensor, size, pairs=None):
+    """The true optical flow of posed meshes ``verts (T, V, 3)`` seen by cameras ``K (T, 4)``
+    at ``size (W, H)``, for each ``(a, b)`` of ``pairs`` (default: every frame and the
+    next): ``fw (P, H, W, 2)`` from frame a to b on frame a's pixels, ``bw`` from b to a on
+    frame b's, and the meshes' silhouettes ``mask_fw``, ``mask_bw (P, H, W)`` on those
+    frames (the flow is 0 off them). Numpy arrays."""
+    from lasr.render import RasterSettings, render
+
+    W, H = size
+    settings = RasterSettings(image_size=(H, W), sigma=1e-4, faces_per_pixel=4)
+    F = torch.as_tensor(faces)
+    pairs = [(t, t + 1) for t in range(verts.shape[0] - 1)] if pairs is None else pairs
+    out = {"fw": [], "bw": [], "mask_fw": [], "mask_bw": []}
+    with torch.no_grad():
+        for a, b in pairs:  # a pair at a time: a clip's worth at once is gigabytes
+            for d, (x, y) in (("fw", (a, b)), ("bw", (b, a))):
+                x, y = slice(x, x + 1), slice(y, y + 1)
+                o = render(verts[x], F, K[x], settings, silhouette=False, verts_next=verts[y], cameras_next=K[y])
+                out[d].append(o.flow[0].numpy())
+                out["mask_" + d].append(o.mask[0].numpy() > 0.5)
+    return tuple(np.stack(out[k]) for k in ("fw", "bw", "mask_fw", "mask_bw"))
 
 
 def _params(frames, size, orbit_deg, elevation_deg, seed) -> dict:
