@@ -48,12 +48,6 @@ from preprocess.layout import SequencePaths, file_records, load_sequence, read_m
 MARK = "true_flow_of"  # parts.flow's key naming the clip whose true flow a copy holds
 
 
-def truth_of_cache(cache: Path, clip: Path):
-    """``truth_at`` the frames of ``cache`` (their source frames) at its size."""
-    meta = read_meta(SequencePaths(cache))
-    return truth_at(clip, [f["source_frame"] for f in meta["frames"]], (meta["size"]["width"], meta["size"]["height"]))
-
-
 def true_flow_cache(cache: Path, clip: Path, out_dir: Path, confidence: ConfidenceConfig | None = None) -> dict:
     """Write ``out_dir/<cache's name>``: ``cache`` with the true flow of ``clip`` (module
     docstring), its confidences by ``confidence`` (default: ``preprocess.confidence``'s
@@ -72,10 +66,10 @@ def true_flow_cache(cache: Path, clip: Path, out_dir: Path, confidence: Confiden
         raise SystemExit(f"the copy would go into {cache} itself: give an OUT_CACHE_DIR outside it")
     if out.exists() and MARK not in read_meta(SequencePaths(out)).get("parts", {}).get("flow", {}):
         raise SystemExit(f"{out} exists and is not a copy this script wrote: give another OUT_CACHE_DIR")
-    verts, faces, K = truth_of_cache(cache, clip)
-    H, W = meta["size"]["height"], meta["size"]["width"]
-    fw, bw, on_fw, on_bw = true_flow(verts, faces, K, (W, H))
     estimated = load_sequence(cache)
+    H, W = estimated.masks.shape[1:]
+    verts, faces, K = truth_at(clip, estimated.source_frames, (W, H))  # the cache's frames, at its size
+    fw, bw, on_fw, on_bw = true_flow(verts, faces, K, (W, H))
     stage = out.parent / f".{out.name}.true_flow_tmp"
     shutil.rmtree(stage, ignore_errors=True)
     shutil.copytree(cache, stage)

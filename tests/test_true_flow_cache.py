@@ -55,7 +55,7 @@ def test_the_copy_holds_the_true_flow_and_is_read_as_it_is(compose_cfg, tmp_path
 
     # the truth is the cache's frames': the true silhouettes match its masks, and those of
     # the frames next to them do not as well
-    verts, faces, K = tf.truth_of_cache(tmp_path / "cache" / "walk", clip)
+    verts, faces, K = truth_at(clip, seq.source_frames, (64, 64))
     _, _, on, _ = true_flow(verts, faces, K, (64, 64), [(t, t + 1) for t in range(len(verts) - 1)])
     own = np.mean([_iou(on[t], seq.masks[t]) for t in range(len(on))])
     verts1, faces1, K1 = truth_at(clip, seq.source_frames + 1, (64, 64))
